@@ -1,0 +1,1 @@
+"""Export: ONNX graphs, TensorRT engines, Triton model repositories (torch + onnx)."""

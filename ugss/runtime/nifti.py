@@ -1,0 +1,71 @@
+"""NIfTI volumes: read any orientation into the canonical grid, write results back onto the input's grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ugss.errors import VolumeError
+from ugss.runtime.volume import Volume, VolumeSource, canonicalize
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti_path(path: str | Path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def read_nifti(path: str | Path) -> Volume:
+    """Read a 3D NIfTI CT scan (values in HU after the header's scaling) into canonical order."""
+    path = Path(path)
+    if not path.exists():
+        raise VolumeError(f"{path}: no such file")
+    if not path.is_file():
+        raise VolumeError(f"{path}: not a file")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises many kinds for a non-NIfTI or damaged file
+        raise VolumeError(f"{path}: not a readable NIfTI image ({exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise VolumeError(f"{path}: expected a 3D image, got {data.ndim}D with shape {data.shape}")
+    if min(data.shape) < 1 or data.shape[0] < 2 or data.shape[1] < 2:
+        raise VolumeError(f"{path}: image is too small to be a CT scan: shape {data.shape}")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise VolumeError(f"{path}: the header's affine is degenerate")
+    hu, canon_affine, grid = canonicalize(data, affine)
+    return Volume(
+        hu=hu,
+        affine=canon_affine,
+        source=VolumeSource(str(path), "nifti"),
+        source_grid=grid,
+    )
+
+
+def write_nifti(
+    path: str | Path, data_zyx: np.ndarray, like: Volume, dtype: type | None = None
+) -> Path:
+    """Write ``(z, y, x)`` data on ``like``'s grid, in the voxel order and affine of its source file.
+
+    Masks and maps written this way overlay the input scan voxel for voxel. ``dtype`` converts
+    (rounding first for integer types); booleans become uint8.
+    """
+    path = Path(path)
+    array, affine = like.to_source(np.asarray(data_zyx))
+    if dtype is None and array.dtype == bool:
+        dtype = np.uint8
+    if dtype is not None:
+        if np.issubdtype(dtype, np.integer) and np.issubdtype(array.dtype, np.floating):
+            array = np.rint(array)
+        array = array.astype(dtype)
+    img = nib.Nifti1Image(array, affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path

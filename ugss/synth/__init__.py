@@ -1,0 +1,1 @@
+"""Synthetic head-CT cohorts with known hemorrhage truth (numpy/scipy/nibabel)."""

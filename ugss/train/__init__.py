@@ -1,0 +1,1 @@
+"""Training: data, ResUNet, UGSS losses and schedules, teacher update, loop, evaluation (torch)."""
