@@ -38,7 +38,7 @@ class SourceGrid:
 
     def from_canonical(self, data_zyx: np.ndarray) -> np.ndarray:
         """Canonical ``(z, y, x)`` data → the source file's ``(i, j, k)`` order."""
-        back = nio.invert_ornt(self.ornt)
+        back = nio.ornt_transform(_CANONICAL_ORNT, nio.io_orientation(self.affine))
         return np.ascontiguousarray(nio.apply_orientation(data_zyx.transpose(2, 1, 0), back))
 
 

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny synthetic volumes made in the test, never downloaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ugss.runtime.volume import Volume
+
+
+def make_affine(spacing_zyx=(5.0, 0.45, 0.4), origin=(10.0, -20.0, -30.0)) -> np.ndarray:
+    """A canonical (L, P, S) affine: x index → patient left (RAS −x), y → posterior (−y), z → superior."""
+    sz, sy, sx = spacing_zyx
+    aff = np.diag([-sx, -sy, sz, 1.0])
+    aff[:3, 3] = origin
+    return aff
+
+
+@pytest.fixture
+def asym_volume() -> Volume:
+    """5 × 24 × 32 HU volume with a pattern that changes under every flip and transpose."""
+    z, y, x = np.meshgrid(np.arange(5), np.arange(24), np.arange(32), indexing="ij")
+    hu = (100 * z + 3 * y + x - 500).astype(np.float32)
+    return Volume(hu=hu, affine=make_affine())
