@@ -1,5 +1,11 @@
 """Deployment side: volume I/O, shared preprocessing, inference. Never imports torch."""
 
+from ugss.runtime.dicom_series import (
+    DicomSeriesInfo,
+    read_dicom_series,
+    read_dicom_series_with_refs,
+    write_dicom_series,
+)
 from ugss.runtime.io import read_volume
 from ugss.runtime.nifti import read_nifti, write_nifti
 from ugss.runtime.preprocess import (
@@ -15,6 +21,7 @@ from ugss.runtime.volume import SourceGrid, Volume, VolumeSource, canonicalize
 
 __all__ = [
     "DEFAULT_WINDOWS",
+    "DicomSeriesInfo",
     "PlaneTransform",
     "SourceGrid",
     "Volume",
@@ -24,8 +31,11 @@ __all__ = [
     "canonicalize",
     "iter_slabs",
     "preprocess_slices",
+    "read_dicom_series",
+    "read_dicom_series_with_refs",
     "read_nifti",
     "read_volume",
     "resize_plane",
+    "write_dicom_series",
     "write_nifti",
 ]
