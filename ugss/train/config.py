@@ -1,0 +1,231 @@
+"""The training configuration: frozen dataclasses, saved whole in every checkpoint.
+
+Defaults are chosen for the synthetic default run (2 CPU cores, ≤ 10 minutes, validation
+Dice ≥ 0.8); ``benchmarks/README-train.md`` records the measurements behind them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ugss.errors import ConfigError
+from ugss.runtime.preprocess import DEFAULT_WINDOWS, Window, windows_from_str, windows_to_str
+from ugss.train.model import DOWNSAMPLE, ModelConfig
+
+METHODS = ("ugss", "supervised", "cutmix", "cutpaste")
+CONSISTENCIES = ("kl", "smoothl1")
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_TEACHER_UPDATE = {"ugss": "wema", "cutmix": "ema", "cutpaste": "ema", "supervised": "none"}
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(sorted(unknown))}")
+    return cls(**d)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the scans come from, how they are split, preprocessed, sampled and augmented."""
+
+    data_dir: str | None = None  # PhysioNet CT-ICH layout: ct_scans/, masks/
+    manifest: str | None = None  # CSV/JSON: scan, [mask], [patient_id]
+    synth_scans: int = 20  # synthetic cohort when neither data_dir nor manifest is given
+    synth_matrix: int = 256
+    synth_seed: int = 0
+    synth_dir: str | None = None  # where the synthetic cohort is kept (default: user cache)
+    input_size: int = 160
+    windows: str = windows_to_str(DEFAULT_WINDOWS)
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    labeled_fraction: float = 1.0
+    split_seed: int = 0
+    cache_dir: str | None = None  # preprocessed-slice cache (default: user cache)
+    crop_size: int = 96
+    positive_fraction: float = 0.5  # share of labeled samples drawn from hemorrhage slices
+    unlabeled_share: float = 0.5  # share of each batch taken from unlabeled scans, if any
+    rotation_deg: float = 15.0
+    flip_lr: float = 0.5
+    flip_ud: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(
+            not (self.data_dir and self.manifest),
+            "give either a data folder or a manifest, not both",
+        )
+        _check(
+            0.0 < self.labeled_fraction <= 1.0,
+            f"labeled fraction must be in (0, 1], got {self.labeled_fraction}",
+        )
+        _check(
+            0.0 <= self.test_fraction < 1.0,
+            f"test fraction must be in [0, 1), got {self.test_fraction}",
+        )
+        _check(
+            0.0 < self.val_fraction < 1.0,
+            f"validation fraction must be in (0, 1), got {self.val_fraction}",
+        )
+        _check(
+            self.input_size >= DOWNSAMPLE and self.input_size % DOWNSAMPLE == 0,
+            f"input size must be a positive multiple of {DOWNSAMPLE}, got {self.input_size}",
+        )
+        _check(
+            self.crop_size % DOWNSAMPLE == 0 and DOWNSAMPLE <= self.crop_size <= self.input_size,
+            f"crop size must be a multiple of {DOWNSAMPLE} between {DOWNSAMPLE} and the "
+            f"input size {self.input_size}, got {self.crop_size}",
+        )
+        _check(0.0 <= self.positive_fraction <= 1.0, "positive fraction must be in [0, 1]")
+        _check(0.0 <= self.unlabeled_share < 1.0, "unlabeled share must be in [0, 1)")
+        _check(0.0 <= self.flip_lr <= 1.0 and 0.0 <= self.flip_ud <= 1.0, "flip prob in [0, 1]")
+        _check(self.rotation_deg >= 0.0, "rotation must be >= 0 degrees")
+        _check(self.synth_scans >= 4, "a synthetic cohort needs at least 4 scans")
+        windows_from_str(self.windows)
+
+    @property
+    def window_tuple(self) -> tuple[Window, ...]:
+        return windows_from_str(self.windows)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The semi-supervised method (section 2) and its ablation switches (Tables 8–11)."""
+
+    method: str = "ugss"
+    teacher_update: str = ""  # "" → wema for ugss, ema for cutmix/cutpaste, none for supervised
+    consistency: str = "kl"
+    use_uncertainty: bool = True
+    use_confidence: bool = True
+    mc_samples: int = 8
+    delta: float = 0.7
+    lambda_max: float = 0.6  # m of eq. 10
+    lambda_init: float = 0.0  # α of eq. 10
+    lambda_exponent: float = 2.0  # e of eq. 10
+    teacher_noise: float = 0.03  # σ of the Gaussian noise on the teacher's input ([0, 1] scale)
+    alpha_start: float = 0.9  # wEMA decay α′ at the first step (cosine schedule)
+    alpha_end: float = 0.99  # … and at the last
+    ema_decay: float = 0.99  # constant decay of the plain-EMA teacher
+    wema_student_weight: float = 0.5  # w_s of eq. 11 (w_t = 1 − w_s)
+
+    def __post_init__(self) -> None:
+        _check(self.method in METHODS, f"method must be one of {', '.join(METHODS)}")
+        _check(
+            self.teacher_update in ("", "none", "ema", "wema"),
+            f"teacher update must be none, ema or wema, got {self.teacher_update!r}",
+        )
+        _check(
+            self.consistency in CONSISTENCIES,
+            f"consistency must be one of {', '.join(CONSISTENCIES)}",
+        )
+        _check(self.mc_samples >= 1, f"MC samples must be >= 1, got {self.mc_samples}")
+        _check(0.0 < self.delta <= 1.0, f"delta must be in (0, 1], got {self.delta}")
+        _check(self.lambda_max >= 0 and self.lambda_init >= 0, "λ_u bounds must be >= 0")
+        _check(self.lambda_exponent > 0, "λ_u exponent must be > 0")
+        _check(self.teacher_noise >= 0, "teacher noise must be >= 0")
+        for name in ("alpha_start", "alpha_end", "ema_decay", "wema_student_weight"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"{name} must be in [0, 1], got {v}")
+
+    @property
+    def resolved_teacher_update(self) -> str:
+        if self.method == "supervised":
+            return "none"
+        return self.teacher_update or DEFAULT_TEACHER_UPDATE[self.method]
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.method != "supervised"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay (section 3.4); epochs of fixed step counts."""
+
+    epochs: int = 16
+    steps_per_epoch: int = 60
+    batch_size: int = 8
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    patience: int = 6  # epochs without a better validation Dice before stopping
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs must be >= 1")
+        _check(self.steps_per_epoch >= 1, "steps per epoch must be >= 1")
+        _check(self.batch_size >= 2, "batch size must be >= 2")
+        _check(self.lr > 0 and self.min_lr >= 0, "learning rates must be positive")
+        _check(self.warmup_epochs >= 0, "warm-up epochs must be >= 0")
+        _check(self.patience >= 1, "patience must be >= 1")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where results go and how the run executes."""
+
+    out: str = "runs/ugss"
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA only
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    channels_last: bool = True
+    resume: bool = False
+    val_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+        _check(self.threads >= 0, "threads must be >= 0")
+        _check(self.val_batch_size >= 1, "validation batch size must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; ``to_dict`` goes into the checkpoint and the metrics log."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": dataclasses.asdict(self.data),
+            "model": self.model.to_dict(),
+            "method": dataclasses.asdict(self.method),
+            "optim": dataclasses.asdict(self.optim),
+            "run": dataclasses.asdict(self.run),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        return cls(
+            data=_from_dict(DataConfig, d.get("data", {})),
+            model=ModelConfig.from_dict(d.get("model", {})),
+            method=_from_dict(MethodConfig, d.get("method", {})),
+            optim=_from_dict(OptimConfig, d.get("optim", {})),
+            run=_from_dict(RunConfig, d.get("run", {})),
+        )
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        """``cfg.replace(optim={"epochs": 3})``: a copy with fields of some sections changed."""
+        updates = {}
+        for name, changes in sections.items():
+            updates[name] = dataclasses.replace(getattr(self, name), **changes)
+        return dataclasses.replace(self, **updates)
