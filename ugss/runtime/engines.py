@@ -1,0 +1,450 @@
+"""Inference engines behind one small interface: onnxruntime, a TensorRT plan, a Triton server.
+
+Every engine takes a preprocessed batch ``(n, C, S, S)`` float32 and returns an ``EngineOutput``
+with the probability ``(n, S, S)`` and, for an MC model, the entropy ``(n, S, S)`` in bits and the
+per-sample foreground counts ``(n, T)``. What the model needs (input size, windows, threshold, T)
+comes from its ``ModelInfo``; see ``ugss.runtime.model_info`` for the graph contract.
+
+Only onnxruntime is imported at module level. TensorRT, ``cuda-python`` and ``tritonclient`` are
+imported when asked for and, when missing, raise ``InputError`` with one line naming the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import onnxruntime as ort
+
+from ugss.errors import InputError
+from ugss.runtime.model_info import (
+    DET_OUTPUT,
+    INPUT_NAME,
+    KIND_DETERMINISTIC,
+    KIND_MC,
+    MC_OUTPUTS,
+    NOISE_INPUT_NAME,
+    ModelInfo,
+)
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+BUNDLED_MODEL = "default.onnx"
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+# "auto" prefers CUDA over CPU. The TensorRT provider builds an engine per input shape on first
+# use (minutes), so it is used only when asked for by name.
+AUTO_ORDER = ("cuda", "cpu")
+# Activation memory of one model sample per model pixel, measured for the paper's ResUNet in
+# onnxruntime (NOTES-export: ~0.25 GB per decoder sample at 512²); used to bound slab sizes.
+BYTES_PER_PIXEL_SAMPLE = 1000
+DEFAULT_MODEL_MEMORY_MB = 768
+
+
+@dataclass(frozen=True, eq=False)
+class EngineOutput:
+    """One batch of model outputs at model resolution."""
+
+    prob: np.ndarray  # (n, S, S) float32: probability (MC: mean over the T samples)
+    entropy: np.ndarray | None = None  # (n, S, S) float32, bits; MC models only
+    sample_counts: np.ndarray | None = None  # (n, T) foreground pixels per sample; MC only
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What ``segment_volume`` needs from a model."""
+
+    info: ModelInfo
+
+    @property
+    def description(self) -> str:
+        """Where the model runs, for reports (e.g. ``onnxruntime CPUExecutionProvider``)."""
+        ...
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the MC noise sequence, so a scan's result does not depend on earlier scans."""
+        ...
+
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        """``(n, C, S, S)`` float32 → outputs for those ``n`` slices."""
+        ...
+
+
+def auto_batch_size(info: ModelInfo, memory_mb: int = DEFAULT_MODEL_MEMORY_MB) -> int:
+    """Slices per model call so activations stay within ``memory_mb`` (T samples per slice)."""
+    per_slice = info.input_size**2 * max(info.mc_samples, 1) * BYTES_PER_PIXEL_SAMPLE
+    return int(np.clip(memory_mb * 2**20 // per_slice, 1, 32))
+
+
+def bundled_model_path() -> Path:
+    """The default model shipped inside the package; one clear error while it is not there."""
+    ref = resources.files("ugss") / "models" / BUNDLED_MODEL
+    path = Path(str(ref))
+    if not path.is_file():
+        raise InputError(
+            f"no --model given and the bundled default model is not installed ({path}); "
+            "pass --model PATH to a model written by ugss-export"
+        )
+    return path
+
+
+def deterministic_companion(path: Path) -> Path | None:
+    """``X.onnx`` (MC) → ``X-det.onnx`` beside it, the deterministic twin ugss-export writes."""
+    twin = path.with_name(f"{path.name.removesuffix('.onnx')}-det.onnx")
+    return twin if twin.is_file() else None
+
+
+def _check_outputs(info: ModelInfo, outputs: list[str], where: str) -> None:
+    need = (DET_OUTPUT,) if info.kind == KIND_DETERMINISTIC else MC_OUTPUTS
+    missing = [name for name in need if name not in outputs]
+    if missing:
+        raise InputError(
+            f"{where}: a {info.kind} model must output {', '.join(need)}; "
+            f"missing {', '.join(missing)}"
+        )
+
+
+def _split_outputs(info: ModelInfo, values: dict[str, np.ndarray], n: int) -> EngineOutput:
+    if info.kind == KIND_DETERMINISTIC:
+        prob = values[DET_OUTPUT]
+        return EngineOutput(prob=np.asarray(prob, dtype=np.float32).reshape(n, *prob.shape[-2:]))
+    prob, entropy, counts = (values[k] for k in MC_OUTPUTS)
+    return EngineOutput(
+        prob=np.asarray(prob, dtype=np.float32).reshape(n, *prob.shape[-2:]),
+        entropy=np.asarray(entropy, dtype=np.float32).reshape(n, *entropy.shape[-2:]),
+        sample_counts=np.asarray(counts).reshape(n, -1),
+    )
+
+
+class _NoiseSource:
+    """Host-side dropout noise ``[T, C]`` uniform in [0, 1), one fresh draw per model call."""
+
+    def __init__(self, shape: tuple[int, int] | None, seed: int | None) -> None:
+        self.shape = shape
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def feed(self) -> dict[str, np.ndarray]:
+        if self.shape is None:
+            return {}
+        return {NOISE_INPUT_NAME: self.rng.random(self.shape, dtype=np.float32)}
+
+
+def _noise_shape(info: ModelInfo, dims: list[Any], where: str) -> tuple[int, int]:
+    """``dropout_noise`` is ``[T, C]``; T may be symbolic (then ``info.mc_samples``), C may not."""
+    if len(dims) != 2:
+        raise InputError(f"{where}: input {NOISE_INPUT_NAME!r} must be [T, C], got {dims}")
+    t = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else info.mc_samples
+    if not (isinstance(dims[1], int) and dims[1] > 0):
+        raise InputError(f"{where}: input {NOISE_INPUT_NAME!r} needs a fixed channel count")
+    return int(t), int(dims[1])
+
+
+def resolve_providers(provider: str) -> list[str]:
+    """``auto|cpu|cuda|tensorrt`` → onnxruntime provider list, or a clear error."""
+    available = ort.get_available_providers()
+    key = provider.lower()
+    if key == "auto":
+        for name in AUTO_ORDER:
+            if PROVIDERS[name] in available:
+                return [PROVIDERS[name]] + ([PROVIDERS["cpu"]] if name != "cpu" else [])
+        return [PROVIDERS["cpu"]]
+    if key not in PROVIDERS:
+        raise InputError(f"unknown provider {provider!r}: use auto, cpu, cuda or tensorrt")
+    wanted = PROVIDERS[key]
+    if wanted not in available:
+        raise InputError(
+            f"onnxruntime has no {wanted} here (available: {', '.join(available)}); "
+            "install onnxruntime-gpu (pip install 'ugss[gpu]') on a machine with an NVIDIA GPU"
+        )
+    return [wanted] + ([PROVIDERS["cpu"]] if key != "cpu" else [])
+
+
+class OnnxEngine:
+    """One onnxruntime session, created once and reused.
+
+    Reuse matters: every new session replays the same random sequence of in-graph random ops,
+    so MC samples would repeat across sessions (NOTES-export). For graphs that take
+    ``dropout_noise`` the noise comes from a seeded numpy generator instead, fresh on every call.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        provider: str = "auto",
+        threads: int | None = None,
+        seed: int | None = 0,
+        trt_cache_dir: str | Path | None = None,
+    ) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: model file not found")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.inter_op_num_threads = 1
+        if threads is not None:
+            if threads < 1:
+                raise InputError(f"--threads must be >= 1, got {threads}")
+            opts.intra_op_num_threads = threads
+        providers: list[Any] = list(resolve_providers(provider))
+        if providers[0] == PROVIDERS["tensorrt"]:
+            cache = Path(trt_cache_dir or Path.home() / ".cache" / "ugss" / "trt")
+            cache.mkdir(parents=True, exist_ok=True)
+            providers[0] = (
+                providers[0],
+                {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)},
+            )
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises several kinds for a bad file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{path}: not a usable ONNX model ({first})") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.info = ModelInfo.from_metadata(meta)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+        self.path = path
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if INPUT_NAME not in inputs or len(inputs[INPUT_NAME].shape) != 4:
+            raise InputError(f"{path}: model has no input {INPUT_NAME!r} of shape [N, C, H, W]")
+        self.channels = inputs[INPUT_NAME].shape[1]
+        if isinstance(self.channels, int) and self.channels != len(self.info.windows):
+            raise InputError(
+                f"{path}: model takes {self.channels} channels but its metadata lists "
+                f"{len(self.info.windows)} windows"
+            )
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        _check_outputs(self.info, self.outputs, str(path))
+        noise = None
+        if NOISE_INPUT_NAME in inputs:
+            noise = _noise_shape(self.info, list(inputs[NOISE_INPUT_NAME].shape), str(path))
+        self.noise = _NoiseSource(noise, seed)
+        self.provider = self.session.get_providers()[0]
+        log.info("loaded %s (%s, %s) on %s", path, self.info.name, self.info.kind, self.provider)
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime {ort.__version__} {self.provider}"
+
+    def reseed(self, seed: int | None) -> None:
+        self.noise.reseed(seed)
+
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        feed = {INPUT_NAME: batch, **self.noise.feed()}
+        values = dict(zip(self.outputs, self.session.run(self.outputs, feed), strict=True))
+        return _split_outputs(self.info, values, batch.shape[0])
+
+
+def _read_sidecar(path: Path) -> ModelInfo:
+    """A TensorRT plan has no metadata of its own: ugss-export writes it as JSON beside it."""
+    for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
+        if candidate.is_file():
+            try:
+                meta = json.loads(candidate.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputError(f"{candidate}: unreadable model metadata ({exc})") from exc
+            return ModelInfo.from_metadata({str(k): str(v) for k, v in meta.items()})
+    raise InputError(f"{path}: no metadata file beside the plan ({path.name}.json)")
+
+
+class TensorRTEngine:
+    """A serialized TensorRT engine (``.plan``) run with ``tensorrt`` and ``cuda-python``.
+
+    Uses the TensorRT 10 tensor API (``set_input_shape``, ``set_tensor_address``,
+    ``execute_async_v3``). Model metadata is read from ``<plan>.json``.
+    """
+
+    def __init__(self, path: str | Path, *, seed: int | None = 0) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: TensorRT plan not found")
+        try:
+            import tensorrt as trt
+            from cuda.bindings import runtime as cudart
+        except ImportError as exc:
+            raise InputError(
+                f"{path}: running a TensorRT plan needs the tensorrt and cuda-python packages "
+                f"and an NVIDIA GPU ({exc.name} is not installed; pip install 'ugss[trt]')"
+            ) from exc
+        self.info = _read_sidecar(path)
+        self._trt, self._cudart = trt, cudart
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
+        if self._engine is None:
+            raise InputError(f"{path}: TensorRT could not load this plan (other version or GPU?)")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.outputs = [n for n in names if not is_input[n]]
+        _check_outputs(self.info, self.outputs, str(path))
+        noise = None
+        if NOISE_INPUT_NAME in names:
+            dims = list(self._engine.get_tensor_shape(NOISE_INPUT_NAME))
+            noise = _noise_shape(self.info, [d if d > 0 else None for d in dims], str(path))
+        self.noise = _NoiseSource(noise, seed)
+        err, self._stream = cudart.cudaStreamCreate()
+        self._check(err)
+        self.path = path
+
+    @property
+    def description(self) -> str:
+        return f"TensorRT {self._trt.__version__} plan {self.path.name}"
+
+    def reseed(self, seed: int | None) -> None:
+        self.noise.reseed(seed)
+
+    def _check(self, err: Any) -> None:
+        if int(err) != 0:
+            raise RuntimeError(f"CUDA error {err}")
+
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        cudart = self._cudart
+        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32), **self.noise.feed()}
+        buffers: list[int] = []
+        try:
+            for name, array in feed.items():
+                self._context.set_input_shape(name, array.shape)
+                err, ptr = cudart.cudaMalloc(array.nbytes)
+                self._check(err)
+                buffers.append(ptr)
+                self._check(cudart.cudaMemcpy(ptr, array.ctypes.data, array.nbytes, h2d)[0])
+                self._context.set_tensor_address(name, ptr)
+            host: dict[str, np.ndarray] = {}
+            for name in self.outputs:
+                shape = tuple(self._context.get_tensor_shape(name))
+                dtype = self._trt.nptype(self._engine.get_tensor_dtype(name))
+                host[name] = np.empty(shape, dtype=dtype)
+                err, ptr = cudart.cudaMalloc(max(host[name].nbytes, 1))
+                self._check(err)
+                buffers.append(ptr)
+                self._context.set_tensor_address(name, ptr)
+            if not self._context.execute_async_v3(self._stream):
+                raise RuntimeError("TensorRT execution failed")
+            self._check(cudart.cudaStreamSynchronize(self._stream)[0])
+            for name, ptr in zip(self.outputs, buffers[len(feed) :], strict=True):
+                out = host[name]
+                self._check(cudart.cudaMemcpy(out.ctypes.data, ptr, out.nbytes, d2h)[0])
+        finally:
+            for ptr in buffers:
+                cudart.cudaFree(ptr)
+        return _split_outputs(self.info, host, batch.shape[0])
+
+
+class TritonEngine:
+    """A model served by a Triton Inference Server, over HTTP (``tritonclient[http]``).
+
+    The model's UGSS metadata travels in its ``config.pbtxt`` as ``parameters`` with the same
+    ``ugss.*`` keys as the ONNX metadata (written by ``ugss-export --triton``).
+    """
+
+    def __init__(self, url: str, model_name: str, *, seed: int | None = 0) -> None:
+        try:
+            import tritonclient.http as httpclient
+        except ImportError as exc:
+            raise InputError(
+                "--triton-url needs the tritonclient package (pip install 'tritonclient[http]')"
+            ) from exc
+        self._http = httpclient
+        address = url.removeprefix("http://").removeprefix("https://")
+        try:
+            self._client = httpclient.InferenceServerClient(url=address)
+            if not self._client.is_model_ready(model_name):
+                raise InputError(f"Triton at {url}: model {model_name!r} is not ready")
+            config = self._client.get_model_config(model_name)
+        except InputError:
+            raise
+        except Exception as exc:  # connection refused, DNS, HTTP errors
+            raise InputError(f"Triton at {url}: cannot reach model {model_name!r} ({exc})") from exc
+        config = config.get("config", config)
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        try:
+            self.info = ModelInfo.from_metadata(params)
+        except InputError as exc:
+            raise InputError(f"Triton model {model_name!r}: {exc}") from exc
+        self.outputs = [o["name"] for o in config.get("output", [])]
+        _check_outputs(self.info, self.outputs, f"Triton model {model_name!r}")
+        inputs = {i["name"]: i for i in config.get("input", [])}
+        noise = None
+        if NOISE_INPUT_NAME in inputs:
+            dims = [int(d) for d in inputs[NOISE_INPUT_NAME].get("dims", [])]
+            noise = _noise_shape(self.info, [d if d > 0 else None for d in dims], model_name)
+        self.noise = _NoiseSource(noise, seed)
+        self.url, self.model_name = url, model_name
+
+    @property
+    def description(self) -> str:
+        return f"Triton {self.url} model {self.model_name}"
+
+    def reseed(self, seed: int | None) -> None:
+        self.noise.reseed(seed)
+
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32), **self.noise.feed()}
+        inputs = []
+        for name, array in feed.items():
+            item = self._http.InferInput(name, list(array.shape), "FP32")
+            item.set_data_from_numpy(array)
+            inputs.append(item)
+        requested = [self._http.InferRequestedOutput(name) for name in self.outputs]
+        result = self._client.infer(self.model_name, inputs, outputs=requested)
+        values = {name: result.as_numpy(name) for name in self.outputs}
+        return _split_outputs(self.info, values, batch.shape[0])
+
+
+def open_engine(
+    model: str | Path | None = None,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+    seed: int | None = 0,
+    triton_url: str | None = None,
+    deterministic: bool = False,
+) -> Engine:
+    """The engine for a model path (``.onnx`` or ``.plan``), a Triton model name, or the default.
+
+    With ``deterministic``, an MC model is swapped for its ``-det.onnx`` twin when one lies
+    beside it; otherwise the MC model runs and the caller drops the MC outputs.
+    """
+    if triton_url:
+        return TritonEngine(triton_url, str(model or "ugss"), seed=seed)
+    path = Path(model) if model is not None else bundled_model_path()
+    if path.suffix.lower() in (".plan", ".engine", ".trt"):
+        return TensorRTEngine(path, seed=seed)
+    if not path.exists():
+        raise InputError(f"{path}: model file not found")
+    engine = OnnxEngine(path, provider=provider, threads=threads, seed=seed)
+    if deterministic and engine.info.kind == KIND_MC:
+        twin = deterministic_companion(path)
+        if twin is not None:
+            det = OnnxEngine(twin, provider=provider, threads=threads, seed=seed)
+            if det.info.kind == KIND_DETERMINISTIC:
+                return det
+    return engine
+
+
+__all__ = [
+    "Engine",
+    "EngineOutput",
+    "OnnxEngine",
+    "TensorRTEngine",
+    "TritonEngine",
+    "auto_batch_size",
+    "bundled_model_path",
+    "open_engine",
+]
