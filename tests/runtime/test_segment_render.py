@@ -1,0 +1,109 @@
+"""Pictures and the mesh file: valid PNGs, and a PLY whose surface encloses the mask's volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_models as om
+import pytest
+from matplotlib.image import imread
+
+from ugss.runtime.engines import OnnxEngine
+from ugss.runtime.render import (
+    montage_slices,
+    render_all,
+    surface_to_lps,
+    write_hemorrhage_mesh,
+)
+from ugss.runtime.segment import segment_volume
+from ugss.runtime.volume import Volume
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read_ply(path):
+    """Minimal reader for the binary PLY written by ``write_ply``."""
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    assert header[:2] == ["ply", "format binary_little_endian 1.0"]
+    nv = int(next(h for h in header if h.startswith("element vertex")).split()[-1])
+    nf = int(next(h for h in header if h.startswith("element face")).split()[-1])
+    verts = np.frombuffer(data, "<f4", nv * 3, end).reshape(nv, 3)
+    faces = np.frombuffer(data, [("n", "u1"), ("v", "<i4", (3,))], nf, end + nv * 12)
+    assert len(data) == end + nv * 12 + nf * 13
+    assert (faces["n"] == 3).all()
+    return header, verts.astype(np.float64), faces["v"]
+
+
+def enclosed_volume_mm3(verts, faces):
+    """Signed volume by the divergence theorem: positive when normals point outward."""
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory):
+    d = tmp_path_factory.mktemp("m")
+    engine = OnnxEngine(om.save(om.build_mc_model(om.mc_info()), d / "mc.onnx"))
+    volume, _ = om.phantom_volume(shape=(12, 128, 128), spacing=(2.5, 0.8, 0.8))
+    return volume, segment_volume(volume, engine)
+
+
+def test_pictures_are_valid_pngs(segmented, tmp_path):
+    volume, seg = segmented
+    written = render_all(volume, seg, tmp_path, "scan")
+    assert set(written) == {"montage", "view3d", "mesh"}
+    for key in ("montage", "view3d"):
+        assert written[key].read_bytes()[:8] == PNG_MAGIC
+        image = imread(written[key])
+        assert image.ndim == 3 and min(image.shape[:2]) > 200
+        assert image[..., :3].std() > 0.05  # not blank
+
+
+def test_montage_picks_involved_slices(segmented):
+    _, seg = segmented
+    picks = montage_slices(seg, seg.mask.shape[0])
+    assert set(picks) <= set(seg.slices_involved) and len(picks) <= 12
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_mesh_lands_on_the_scan_in_lps_and_encloses_the_mask(segmented, tmp_path, mirror):
+    volume, seg = segmented
+    if mirror:  # a grid whose column axis runs to patient right: handedness flips
+        affine = volume.affine.copy()
+        affine[0, 0] *= -1
+        volume = Volume(hu=volume.hu, affine=affine)
+    path = write_hemorrhage_mesh(volume, seg, tmp_path / "h.ply")
+    header, verts, faces = read_ply(path)
+    assert "comment SPACE=LPS" in header
+    enclosed_ml = enclosed_volume_mm3(verts, faces) / 1000.0
+    assert enclosed_ml == pytest.approx(seg.volume_ml, rel=0.15)  # positive: outward normals
+    # vertices sit where the mask is, in world LPS mm
+    zyx = np.argwhere(seg.mask)
+    lps = surface_to_lps(zyx.astype(float), volume)
+    lo, hi = lps.min(axis=0) - 3, lps.max(axis=0) + 3
+    assert np.all((verts >= lo) & (verts <= hi))
+
+
+def test_no_hemorrhage_no_mesh(tmp_path):
+    from ugss.runtime.segment import Segmentation
+
+    volume, _ = om.phantom_volume(shape=(6, 64, 64), bleed=False)
+    empty = Segmentation(
+        mask=np.zeros(volume.shape, bool),
+        prob=np.zeros(volume.shape, np.float32),
+        entropy=None,
+        volume_ml=0.0,
+        interval_ml=None,
+        sample_volumes_ml=None,
+        components=(),
+        removed_components=0,
+        removed_ml=0.0,
+        threshold=0.5,
+        min_component_ml=0.05,
+        midline_x=32.0,
+        batch_size=4,
+    )
+    written = render_all(volume, empty, tmp_path, "clean")
+    assert set(written) == {"montage", "view3d"}
+    assert all(p.read_bytes()[:8] == PNG_MAGIC for p in written.values())

@@ -1,0 +1,174 @@
+"""Post-processing on the native grid: speck removal by physical size, and component descriptions.
+
+Components are 3D connected regions of the final mask (26-connectivity by default: a bleed
+that touches itself across a corner is still one bleed). Sizes are compared in millilitres,
+never voxels, so the same setting means the same thing for 0.5 mm and 5 mm slices.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+from scipy import ndimage
+
+from ugss.errors import ConfigError
+from ugss.runtime.volume import Volume
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+# A component whose voxels lie at least this fraction on one side of the midline is on that side.
+SIDE_FRACTION = 0.8
+HEAD_HU = -300.0  # skin/air boundary: everything denser is head (or table)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One connected hemorrhage region of the final mask.
+
+    Slice indices are canonical (0 = most inferior slice); ``side`` is the patient's side,
+    ``left`` / ``right`` when at least 80 % of the voxels lie on it, else ``midline``.
+    """
+
+    index: int  # 1-based, largest first
+    voxels: int
+    volume_ml: float
+    slice_first: int
+    slice_last: int
+    centroid_ras_mm: tuple[float, float, float]
+    side: str
+    left_fraction: float
+    mean_prob: float
+    mean_uncertainty_bits: float | None
+
+    @property
+    def slices(self) -> int:
+        return self.slice_last - self.slice_first + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """The mask after speck removal and what was removed."""
+
+    mask: np.ndarray
+    removed_components: int
+    removed_ml: float
+
+
+def connectivity_structure(connectivity: int) -> np.ndarray:
+    """1 → faces (6), 2 → + edges (18), 3 → + corners (26)."""
+    if connectivity not in (1, 2, 3):
+        raise ConfigError(f"connectivity must be 1, 2 or 3, got {connectivity}")
+    return ndimage.generate_binary_structure(3, connectivity)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Smallest box holding every voxel of ``mask`` (None when empty): labels stay small."""
+    boxes = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        if hits.size == 0:
+            return None
+        boxes.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return boxes[0], boxes[1], boxes[2]
+
+
+def label_components(mask: np.ndarray, connectivity: int = 3) -> tuple[np.ndarray, int, tuple]:
+    """Labels inside the mask's bounding box: ``(labels, count, box)``; empty mask → count 0."""
+    box = bounding_box(mask)
+    if box is None:
+        return np.zeros((0, 0, 0), dtype=np.int32), 0, (slice(0, 0),) * 3
+    labels, count = ndimage.label(mask[box], structure=connectivity_structure(connectivity))
+    return labels, int(count), box
+
+
+def remove_small_components(
+    mask: np.ndarray, voxel_ml: float, min_ml: float, connectivity: int = 3
+) -> Cleaned:
+    """Drop connected components smaller than ``min_ml`` millilitres; returns a new mask."""
+    if min_ml < 0:
+        raise ConfigError(f"minimum component size must be >= 0 mL, got {min_ml}")
+    mask = np.asarray(mask, dtype=bool)
+    if min_ml == 0 or not mask.any():
+        return Cleaned(mask.copy(), 0, 0.0)
+    labels, count, box = label_components(mask, connectivity)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    small = sizes * voxel_ml < min_ml
+    small[0] = False
+    out = mask.copy()
+    if small.any():
+        out[box] &= ~small[labels]
+    removed = int(small.sum())
+    log.debug("removed %d components below %.3f mL", removed, min_ml)
+    return Cleaned(out, removed, float(sizes[small].sum() * voxel_ml))
+
+
+def head_midline_x(hu: np.ndarray) -> float:
+    """Column coordinate of the head's midline: the centroid of head voxels (sampled for speed)."""
+    step = max(1, hu.shape[2] // 128)
+    sample = hu[:, ::step, ::step] > HEAD_HU
+    cols = sample.sum(axis=(0, 1))
+    if cols.sum() == 0:
+        return (hu.shape[2] - 1) / 2.0
+    x = np.arange(cols.size) * step
+    return float((cols * x).sum() / cols.sum())
+
+
+def describe_components(
+    mask: np.ndarray,
+    volume: Volume,
+    prob: np.ndarray,
+    entropy: np.ndarray | None,
+    *,
+    midline_x: float,
+    connectivity: int = 3,
+) -> tuple[Component, ...]:
+    """Volume, slice range, side, centroid and mean uncertainty of each component, largest first."""
+    labels, count, box = label_components(mask, connectivity)
+    if count == 0:
+        return ()
+    offset = np.array([s.start for s in box], dtype=np.float64)
+    index = np.arange(1, count + 1)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(labels, np.uint8), labels, index))
+    centroids = centroids.reshape(count, 3) + offset
+    mean_prob = ndimage.mean(prob[box], labels, index)
+    mean_unc = ndimage.mean(entropy[box], labels, index) if entropy is not None else None
+    xs = np.arange(box[2].start, box[2].stop, dtype=np.float64)
+    left = ndimage.sum(np.broadcast_to(xs > midline_x, labels.shape), labels, index)
+    objects = ndimage.find_objects(labels)
+    comps = []
+    for i in range(count):
+        zsl = objects[i][0]
+        z, y, x = centroids[i]
+        ras = volume.affine @ np.array([x, y, z, 1.0])
+        frac = float(left[i] / sizes[i])
+        side = (
+            "left" if frac >= SIDE_FRACTION else "right" if frac <= 1 - SIDE_FRACTION else "midline"
+        )
+        comps.append(
+            Component(
+                index=0,
+                voxels=int(sizes[i]),
+                volume_ml=float(sizes[i]) * volume.voxel_volume_ml,
+                slice_first=int(zsl.start + box[0].start),
+                slice_last=int(zsl.stop - 1 + box[0].start),
+                centroid_ras_mm=(
+                    round(float(ras[0]), 2),
+                    round(float(ras[1]), 2),
+                    round(float(ras[2]), 2),
+                ),
+                side=side,
+                left_fraction=round(frac, 4),
+                mean_prob=float(mean_prob[i]),
+                mean_uncertainty_bits=None if mean_unc is None else float(mean_unc[i]),
+            )
+        )
+    comps.sort(key=lambda c: -c.voxels)
+    return tuple(replace(c, index=n) for n, c in enumerate(comps, start=1))
