@@ -1,0 +1,290 @@
+"""``ugss-train``: train UGSS or a baseline; thin over ``ugss.train.loop.train``.
+
+With no ``--data``/``--manifest`` it trains on a synthetic cohort (made once, kept in the user
+cache). Multi-GPU / multi-process: ``torchrun --nproc-per-node N -m ugss.train.cli …``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ugss.cli_support import run_cli, setup_logging
+from ugss.train.config import DataConfig, MethodConfig, OptimConfig, RunConfig, TrainConfig
+from ugss.train.loop import TrainHooks, TrainResult, train
+from ugss.train.model import ModelConfig
+
+app = typer.Typer(add_completion=False, help=__doc__)
+console = Console(stderr=True)
+
+_D, _M, _MC, _O, _R = DataConfig(), ModelConfig(), MethodConfig(), OptimConfig(), RunConfig()
+
+
+class RichHooks(TrainHooks):
+    """Progress bars for caching and steps; one line per epoch."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.cache_task: Any = None
+        self.step_task: Any = None
+        self.last_val = "–"
+
+    def on_data(self, done: int, total: int) -> None:
+        if self.cache_task is None:
+            self.cache_task = self.progress.add_task("preprocessing scans", total=total)
+        self.progress.update(self.cache_task, completed=done)
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        d = info["data"]
+        split = d["split"]
+        console.print(
+            f"[bold]data[/]: {len(split['train_labeled'])} labeled + "
+            f"{len(split['train_unlabeled'])} unlabeled training scans, {len(split['val'])} "
+            f"validation, {len(split['test'])} test; w_pos = {d['w_pos']:.2f}; "
+            f"batch = {d['batch']['labeled']} labeled + {d['batch']['unlabeled']} unlabeled; "
+            f"device {info['device']} × {info['world_size']}"
+        )
+        done = info["start_epoch"] * info["steps_per_epoch"]
+        self.step_task = self.progress.add_task("training", total=info["total_steps"])
+        self.progress.update(self.step_task, completed=done)
+
+    def on_step(self, step: int, epoch: int, parts: dict[str, float]) -> None:
+        self.progress.update(
+            self.step_task,
+            completed=step,
+            description=f"epoch {epoch + 1} loss {parts['loss']:.3f} val Dice {self.last_val}",
+        )
+
+    def on_epoch(self, record: dict[str, Any]) -> None:
+        self.last_val = f"{record['val_dice']:.3f}"
+        extra = ""
+        if "cons" in record:
+            extra = f" cons {record['cons']:.4f} λ_u {record['lambda_u']:.3f}"
+        console.print(
+            f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  sup {record['sup']:.4f}"
+            f"{extra}  lr {record['lr']:.2e}  val Dice {record['val_dice']:.3f}"
+            f"{'  *best' if record['best'] else ''}  ({record['time_s']:.0f} s)"
+        )
+
+
+def _report(result: TrainResult) -> None:
+    table = Table(title="ugss-train", show_header=False)
+    table.add_row("best validation Dice", f"{result.best_val_dice:.3f} (epoch {result.best_epoch})")
+    if result.test_dice is not None:
+        table.add_row("test Dice (best checkpoint)", f"{result.test_dice:.3f}")
+    table.add_row("epochs / steps", f"{result.epochs_run} / {result.steps}")
+    table.add_row("stopped early", "yes" if result.stopped_early else "no")
+    table.add_row("time", f"{result.seconds:.0f} s")
+    table.add_row("best checkpoint", result.best_checkpoint)
+    table.add_row("last checkpoint", result.last_checkpoint)
+    Console().print(table)
+
+
+@app.command()
+def main_command(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="PhysioNet CT-ICH folder (ct_scans/, masks/); default: synthetic"
+        ),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest", help="CSV/JSON listing scan, optional mask and patient_id per row"
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and metrics")] = Path(
+        _R.out
+    ),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out exactly")
+    ] = False,
+    method: Annotated[str, typer.Option(help="ugss | supervised | cutmix | cutpaste")] = _MC.method,
+    teacher_update: Annotated[
+        str,
+        typer.Option(help="none | ema | wema (default: wema for ugss, ema for cutmix/cutpaste)"),
+    ] = "",
+    consistency: Annotated[
+        str, typer.Option(help="Consistency loss: kl | smoothl1")
+    ] = _MC.consistency,
+    no_uncertainty: Annotated[
+        bool,
+        typer.Option("--no-uncertainty", help="Ablation: keep every pixel (no û < δ·û_max mask)"),
+    ] = False,
+    no_confidence: Annotated[
+        bool,
+        typer.Option(
+            "--no-confidence", help="Ablation: no p_conf weighting of the consistency loss"
+        ),
+    ] = False,
+    labeled_fraction: Annotated[
+        float, typer.Option(help="Share of training scans keeping their masks, in (0, 1]")
+    ] = _D.labeled_fraction,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of patients held out")
+    ] = _D.test_fraction,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of training patients used for validation (at least 1)")
+    ] = _D.val_fraction,
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs")] = _O.epochs,
+    steps_per_epoch: Annotated[
+        int, typer.Option(help="Training steps per epoch")
+    ] = _O.steps_per_epoch,
+    batch_size: Annotated[
+        int, typer.Option(help="Crops per step (labeled + unlabeled)")
+    ] = _O.batch_size,
+    input_size: Annotated[
+        int, typer.Option(help="Model input size (multiple of 16), also used at inference")
+    ] = _D.input_size,
+    crop_size: Annotated[
+        int, typer.Option(help="Training crop size (multiple of 16)")
+    ] = _D.crop_size,
+    lr: Annotated[float, typer.Option(help="AdamW peak learning rate")] = _O.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = _O.weight_decay,
+    warmup_epochs: Annotated[
+        float, typer.Option(help="Linear LR warm-up, in epochs")
+    ] = _O.warmup_epochs,
+    patience: Annotated[
+        int, typer.Option(help="Early stopping: epochs without improvement")
+    ] = _O.patience,
+    mc_samples: Annotated[int, typer.Option(help="Teacher MC-dropout samples T")] = _MC.mc_samples,
+    delta: Annotated[
+        float, typer.Option(help="Uncertainty threshold δ (keep û < δ·û_max)")
+    ] = _MC.delta,
+    lambda_max: Annotated[
+        float, typer.Option(help="Maximum consistency weight m")
+    ] = _MC.lambda_max,
+    lambda_init: Annotated[
+        float, typer.Option(help="Initial consistency weight α")
+    ] = _MC.lambda_init,
+    lambda_exponent: Annotated[
+        float, typer.Option(help="Ramp exponent e of λ_u")
+    ] = _MC.lambda_exponent,
+    teacher_noise: Annotated[
+        float, typer.Option(help="σ of the teacher input noise")
+    ] = _MC.teacher_noise,
+    alpha_start: Annotated[
+        float, typer.Option(help="wEMA decay α′ at the start")
+    ] = _MC.alpha_start,
+    alpha_end: Annotated[float, typer.Option(help="wEMA decay α′ at the end")] = _MC.alpha_end,
+    ema_decay: Annotated[
+        float, typer.Option(help="Decay of the plain-EMA teacher")
+    ] = _MC.ema_decay,
+    wema_student_weight: Annotated[
+        float, typer.Option(help="w_s of the wEMA update (w_t = 1 − w_s)")
+    ] = _MC.wema_student_weight,
+    dropout_at: Annotated[
+        str, typer.Option(help="MC dropout sites: head | dec1..dec4 | decoder | bottleneck | none")
+    ] = _M.dropout_at,
+    dropout_rate: Annotated[float, typer.Option(help="MC dropout probability p")] = _M.dropout_rate,
+    dropout_kind: Annotated[str, typer.Option(help="channel | element")] = _M.dropout_kind,
+    positive_fraction: Annotated[
+        float, typer.Option(help="Share of labeled crops taken from hemorrhage slices")
+    ] = _D.positive_fraction,
+    unlabeled_share: Annotated[
+        float, typer.Option(help="Share of each batch from unlabeled scans (if any)")
+    ] = _D.unlabeled_share,
+    synth_scans: Annotated[
+        int, typer.Option(help="Synthetic cohort: number of scans")
+    ] = _D.synth_scans,
+    synth_matrix: Annotated[
+        int, typer.Option(help="Synthetic cohort: in-plane matrix")
+    ] = _D.synth_matrix,
+    synth_seed: Annotated[int, typer.Option(help="Synthetic cohort: seed")] = _D.synth_seed,
+    synth_dir: Annotated[
+        Path | None, typer.Option(help="Where to keep the synthetic cohort (default: user cache)")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Preprocessed-slice cache (default: ~/.cache/ugss/slices)")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = _R.device,
+    amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA only)")] = _R.amp,
+    seed: Annotated[int, typer.Option(help="Seed of weights, batches and dropout")] = _R.seed,
+    split_seed: Annotated[int, typer.Option(help="Seed of the patient split")] = _D.split_seed,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for torch (0 = all cores)")
+    ] = _R.threads,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+) -> None:
+    """Train the UGSS mean teacher (or a baseline) and write best.pt, last.pt, metrics.jsonl."""
+    setup_logging(verbose)
+    if not verbose:
+        logging.getLogger("ugss").setLevel(logging.WARNING)
+    config = TrainConfig(
+        data=DataConfig(
+            data_dir=str(data) if data else None,
+            manifest=str(manifest) if manifest else None,
+            synth_scans=synth_scans,
+            synth_matrix=synth_matrix,
+            synth_seed=synth_seed,
+            synth_dir=str(synth_dir) if synth_dir else None,
+            input_size=input_size,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            labeled_fraction=labeled_fraction,
+            split_seed=split_seed,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            crop_size=crop_size,
+            positive_fraction=positive_fraction,
+            unlabeled_share=unlabeled_share,
+        ),
+        model=ModelConfig(
+            dropout_at=dropout_at, dropout_rate=dropout_rate, dropout_kind=dropout_kind
+        ),
+        method=MethodConfig(
+            method=method,
+            teacher_update=teacher_update,
+            consistency=consistency,
+            use_uncertainty=not no_uncertainty,
+            use_confidence=not no_confidence,
+            mc_samples=mc_samples,
+            delta=delta,
+            lambda_max=lambda_max,
+            lambda_init=lambda_init,
+            lambda_exponent=lambda_exponent,
+            teacher_noise=teacher_noise,
+            alpha_start=alpha_start,
+            alpha_end=alpha_end,
+            ema_decay=ema_decay,
+            wema_student_weight=wema_student_weight,
+        ),
+        optim=OptimConfig(
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            patience=patience,
+        ),
+        run=RunConfig(
+            out=str(out), device=device, amp=amp, seed=seed, threads=threads, resume=resume
+        ),
+    )
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not is_main) as progress:
+        result = train(config, RichHooks(progress) if is_main else None)
+    if is_main:
+        _report(result)
+
+
+def main() -> None:
+    run_cli(app)
+
+
+if __name__ == "__main__":
+    main()

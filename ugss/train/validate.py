@@ -1,0 +1,100 @@
+"""Validation Dice for early stopping, on the model grid of the cached slices.
+
+Definition (used in the metrics log, checkpoints and reports of ``ugss-train``): a scan's Dice is
+2|P∩G| / (|P|+|G|) over all its slices at model resolution, prediction P = probability ≥ 0.5 of
+the deterministic network (dropout off). ``val_dice`` is the mean over the validation scans that
+contain hemorrhage; scans without hemorrhage are reported separately as ``val_empty_ok`` (share
+predicted empty). If no validation scan has hemorrhage, ``val_dice`` falls back to the mean over
+all scans with empty-vs-empty counted as 1. The full metrics (native grid, eq. 16–19) are
+``ugss-eval``'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ugss.runtime.preprocess import iter_slabs
+from ugss.train.cache import CachedScan
+
+
+@torch.no_grad()
+def predict_cached(
+    model: torch.nn.Module,
+    scan: CachedScan,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Deterministic probabilities ``(n, S, S)`` float32 for a cached scan's slices."""
+    was_training = model.training
+    model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = np.empty((scan.n_slices, *scan.images.shape[-2:]), dtype=np.float32)
+    for sl in iter_slabs(scan.n_slices, batch_size):
+        x = torch.from_numpy(np.array(scan.images[sl])).to(device)
+        x = x.contiguous(memory_format=fmt)
+        out[sl] = torch.sigmoid(model(x).float())[:, 0].cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    """2|P∩G|/(|P|+|G|); ``None`` when both are empty."""
+    p, g = pred.astype(bool), truth.astype(bool)
+    denom = int(p.sum()) + int(g.sum())
+    if denom == 0:
+        return None
+    return 2.0 * float(np.logical_and(p, g).sum()) / denom
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    dice: float
+    per_scan: dict[str, float | None] = field(default_factory=dict)
+    empty_ok: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "val_dice": self.dice,
+            "val_dice_scans": self.per_scan,
+            "val_empty_ok": self.empty_ok,
+        }
+
+
+def validate(
+    model: torch.nn.Module,
+    scans: Sequence[CachedScan],
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    channels_last: bool = False,
+    threshold: float = 0.5,
+) -> ValidationResult:
+    per_scan: dict[str, float | None] = {}
+    positives: list[float] = []
+    empty_flags: list[bool] = []
+    for scan in scans:
+        assert scan.mask is not None, "validation scans carry masks"
+        prob = predict_cached(
+            model, scan, device=device, batch_size=batch_size, channels_last=channels_last
+        )
+        pred = prob >= threshold
+        truth = np.asarray(scan.mask, dtype=bool)
+        d = dice(pred, truth)
+        per_scan[scan.scan_id] = d
+        if truth.any():
+            positives.append(d or 0.0)
+        else:
+            empty_flags.append(not pred.any())
+    if positives:
+        score = float(np.mean(positives))
+    else:
+        score = float(np.mean([1.0 if d is None else d for d in per_scan.values()] or [0.0]))
+    empty_ok = float(np.mean(empty_flags)) if empty_flags else None
+    return ValidationResult(score, per_scan, empty_ok)
