@@ -1,0 +1,339 @@
+"""``ugss-infer``: segment head CT scans and write masks, maps, reports and pictures.
+
+One engine (one onnxruntime session) serves every scan of a run. A scan that fails is
+reported with one ``Error:`` line and the others are still processed; the exit code is then
+that of the worst failure (2 for bad input).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ugss.cli_support import run_cli, setup_logging
+from ugss.errors import InputError, UGSSError
+from ugss.runtime.engines import Engine, open_engine
+from ugss.runtime.io import read_volume
+from ugss.runtime.nifti import is_nifti_path, write_nifti
+from ugss.runtime.report import ScanReport, build_report
+from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_ML, segment_volume
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    add_completion=False,
+    help="Segment intracranial hemorrhage in head CT scans (NIfTI files or DICOM series "
+    "folders) and write mask, probability and uncertainty maps, a volume report and pictures. "
+    "Research software, not for clinical use.",
+)
+
+_GLOB_CHARS = set("*?[")
+OUTPUT_SUFFIXES = ("_mask.nii.gz", "_prob.nii.gz", "_uncertainty.nii.gz")
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """Per-scan settings of a run."""
+
+    batch_size: int | None = None
+    min_component_ml: float = DEFAULT_MIN_COMPONENT_ML
+    use_mc: bool = True
+    pictures: bool = True
+    seed: int | None = 0
+
+
+@dataclass
+class RunResult:
+    reports: list[ScanReport] = field(default_factory=list)
+    failures: list[tuple[str, str, int]] = field(default_factory=list)  # (input, message, code)
+
+
+def _looks_like_dicom_folder(folder: Path, files: list[Path]) -> bool:
+    for f in files[:5]:
+        if f.suffix.lower() == ".dcm" or f.name == "DICOMDIR":
+            return True
+        try:
+            with open(f, "rb") as fh:
+                if fh.read(132)[128:132] == b"DICM":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _scan_folder(folder: Path) -> list[Path]:
+    """A folder → its NIfTI files, itself if it holds a DICOM series, and its subfolders' scans."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file()]
+    # ugss-infer's own outputs are not scans: re-running on a folder must not pick them up
+    nifti = [p for p in files if is_nifti_path(p) and not p.name.endswith(OUTPUT_SUFFIXES)]
+    others = [
+        p
+        for p in files
+        if not is_nifti_path(p) and p.suffix not in (".json", ".md", ".png", ".ply")
+    ]
+    found: list[Path] = []
+    if others and _looks_like_dicom_folder(folder, others):
+        found.append(folder)
+    found += nifti
+    for sub in (p for p in entries if p.is_dir()):
+        found += _scan_folder(sub)
+    return found
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """NIfTI files, DICOM series folders, folders of many and glob patterns → scan paths.
+
+    A folder with nothing recognisable is kept as is, so reading it gives the precise error.
+    """
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found += _scan_folder(path) or [path]
+        elif not path.exists() and _GLOB_CHARS & set(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                found.append(path)  # reported as "no such file"
+            for m in matches:
+                found += _scan_folder(Path(m)) if Path(m).is_dir() else [Path(m)]
+        else:
+            found.append(path)
+    unique: dict[Path, None] = {}
+    for p in found:
+        unique.setdefault(p, None)
+    return list(unique)
+
+
+def scan_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name or "scan"
+
+
+def unique_names(paths: list[Path]) -> list[str]:
+    """Output stems, made unique with the parent folder's name or a counter."""
+    names = [scan_name(p) for p in paths]
+    seen: dict[str, int] = {}
+    out = []
+    for p, n in zip(paths, names, strict=True):
+        if names.count(n) > 1 and p.parent.name:
+            n = f"{p.parent.name}_{n}"
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 1
+        out.append(n)
+    return out
+
+
+def process_scan(
+    path: Path, engine: Engine, out_dir: Path, name: str, opts: InferOptions
+) -> ScanReport:
+    """Read → segment → write NIfTI maps → pictures → report; returns the report."""
+    t0 = time.perf_counter()
+    volume = read_volume(path)
+    t_read = time.perf_counter() - t0
+    seg = segment_volume(
+        volume,
+        engine,
+        batch_size=opts.batch_size,
+        min_component_ml=opts.min_component_ml,
+        use_mc=opts.use_mc,
+        seed=opts.seed,
+    )
+    t0 = time.perf_counter()
+    outputs = {
+        "mask": write_nifti(out_dir / f"{name}_mask.nii.gz", seg.mask, like=volume),
+        "prob": write_nifti(out_dir / f"{name}_prob.nii.gz", seg.prob, like=volume),
+    }
+    if seg.entropy is not None:
+        outputs["uncertainty"] = write_nifti(
+            out_dir / f"{name}_uncertainty.nii.gz", seg.entropy, like=volume
+        )
+    t_write = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if opts.pictures:
+        from ugss.runtime.render import render_all
+
+        try:
+            outputs.update(render_all(volume, seg, out_dir, name))
+        except Exception as exc:  # a picture must not cost the mask and report already written
+            log.warning("pictures for %s failed: %s", path, exc)
+            typer.echo(f"Warning: {path}: pictures failed ({exc})", err=True)
+    t_pictures = time.perf_counter() - t0
+    files = {
+        "report_json": out_dir / f"{name}_report.json",
+        "report_md": out_dir / f"{name}_report.md",
+    }
+    report = build_report(
+        volume,
+        seg,
+        engine,
+        timings={"read": t_read, "write": t_write, "pictures": t_pictures},
+        outputs={k: v.name for k, v in {**outputs, **files}.items()},
+    )
+    report.write(files["report_json"], files["report_md"])
+    return report
+
+
+def run_batch(
+    paths: list[Path], engine: Engine, out_dir: Path, opts: InferOptions, *, progress: bool = True
+) -> RunResult:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    result = RunResult()
+    names = unique_names(paths)
+    console = Console()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(
+        *columns, console=console, transient=True, disable=not (progress and console.is_terminal)
+    ) as bar:
+        task = bar.add_task("segmenting", total=len(paths))
+        for path, name in zip(paths, names, strict=True):
+            bar.update(task, description=f"segmenting {name}")
+            try:
+                report = process_scan(path, engine, out_dir, name, opts)
+            except UGSSError as exc:
+                result.failures.append((str(path), str(exc), exc.exit_code))
+                typer.echo(f"Error: {exc}", err=True)
+            except MemoryError:
+                msg = f"{path}: out of memory (try a smaller --batch-size)"
+                result.failures.append((str(path), msg, 1))
+                typer.echo(f"Error: {msg}", err=True)
+            except Exception as exc:  # keep the batch going; the log has the traceback
+                log.debug("failure on %s", path, exc_info=True)
+                msg = f"{path}: internal error: {type(exc).__name__}: {exc}"
+                result.failures.append((str(path), msg, 1))
+                typer.echo(f"Error: {msg}", err=True)
+            else:
+                result.reports.append(report)
+                console.print(report.summary_line(), markup=False, highlight=False)
+            bar.advance(task)
+    return result
+
+
+@app.command()
+def infer(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="NIfTI files (.nii, .nii.gz), DICOM series folders, folders holding many, or "
+            "glob patterns (quoted).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Folder for the outputs (created if missing).")
+    ] = Path("ugss-out"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model file: ONNX from ugss-export (.onnx) or a TensorRT plan (.plan); with "
+            "--triton-url the model's name on the server. Default: the bundled model.",
+        ),
+    ] = None,
+    provider: Annotated[
+        str,
+        typer.Option(
+            "--provider", help="onnxruntime execution provider: auto, cpu, cuda or tensorrt."
+        ),
+    ] = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Threads for the model (default: all cores)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Slices per model call; bounds memory (default: sized to the model and T).",
+        ),
+    ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            "--deterministic",
+            help="No MC sampling: use the model's -det.onnx twin if present, else drop MC outputs.",
+        ),
+    ] = False,
+    min_component_ml: Annotated[
+        float,
+        typer.Option(
+            "--min-component-ml",
+            min=0.0,
+            help="Remove connected components smaller than this volume (mL).",
+        ),
+    ] = DEFAULT_MIN_COMPONENT_ML,
+    no_pictures: Annotated[
+        bool,
+        typer.Option("--no-pictures", help="Skip the PNG montage, the 3D view and the mesh file."),
+    ] = False,
+    triton_url: Annotated[
+        str | None,
+        typer.Option(
+            "--triton-url", help="Run the model on a Triton server at this URL (host:port)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the MC dropout noise, reset per scan.")
+    ] = 0,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log each stage.")] = False,
+) -> None:
+    """Segment each scan; per scan NAME writes NAME_mask/_prob/_uncertainty.nii.gz,
+    NAME_report.json/.md, NAME_montage.png, NAME_3d.png and NAME_hemorrhage.ply."""
+    if verbose:
+        setup_logging(True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    paths = expand_inputs(inputs)
+    engine = open_engine(
+        model,
+        provider=provider,
+        threads=threads,
+        seed=seed,
+        triton_url=triton_url,
+        deterministic=deterministic,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    opts = InferOptions(
+        batch_size=batch_size,
+        min_component_ml=min_component_ml,
+        use_mc=not deterministic,
+        pictures=not no_pictures,
+        seed=seed,
+    )
+    result = run_batch(paths, engine, out, opts)
+    if result.failures:
+        if len(paths) > 1:
+            typer.echo(
+                f"{len(result.failures)} of {len(paths)} scans failed:\n"
+                + "\n".join(f"  {p}" for p, _, _ in result.failures),
+                err=True,
+            )
+        raise typer.Exit(max(code for _, _, code in result.failures))
+
+
+def main() -> None:
+    run_cli(app)
+
+
+if __name__ == "__main__":
+    main()
