@@ -32,16 +32,29 @@ class RichHooks(TrainHooks):
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
+        self.started = False
         self.cache_task: Any = None
         self.step_task: Any = None
         self.last_val = "–"
 
+    def start(self) -> None:
+        """Show the bars only once there is work (an early user error prints just its line)."""
+        if not self.started:
+            self.progress.start()
+            self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            self.progress.stop()
+
     def on_data(self, done: int, total: int) -> None:
+        self.start()
         if self.cache_task is None:
             self.cache_task = self.progress.add_task("preprocessing scans", total=total)
         self.progress.update(self.cache_task, completed=done)
 
     def on_start(self, info: dict[str, Any]) -> None:
+        self.start()
         d = info["data"]
         split = d["split"]
         console.print(
@@ -276,8 +289,11 @@ def main_command(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, disable=not is_main) as progress:
-        result = train(config, RichHooks(progress) if is_main else None)
+    hooks = RichHooks(Progress(*columns, console=console, disable=not is_main))
+    try:
+        result = train(config, hooks if is_main else None)
+    finally:
+        hooks.stop()
     if is_main:
         _report(result)
 
