@@ -1,0 +1,311 @@
+"""Helpers for the DICOM node tests: ports, series on disk, a collecting SCP, Orthanc, DCMTK.
+
+Everything talks over 127.0.0.1 on free high ports and stops by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.presentation import AllStoragePresentationContexts, build_context
+from pynetdicom.sop_class import Verification
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
+import onnx_models as om
+
+from ugss.runtime.dicom_series import write_dicom_series
+
+ORTHANC = shutil.which("Orthanc") or next(
+    (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), None
+)
+STORESCU = "/usr/bin/storescu" if os.path.exists("/usr/bin/storescu") else None
+ECHOSCU = "/usr/bin/echoscu" if os.path.exists("/usr/bin/echoscu") else None
+DCIODVFY = shutil.which("dciodvfy")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_series(
+    out: Path, *, slices: int = 34, size: int = 96, spacing=(5.0, 0.9, 0.9), entropy: str = "t"
+) -> list[Path]:
+    """A phantom head CT with a left-sided bleed as one DICOM CT series."""
+    vol, _ = om.phantom_volume((slices, size, size), spacing=spacing)
+    return write_dicom_series(vol, out, patient_id="UGSS-TEST", uid_entropy=entropy)
+
+
+def tiny_model(out: Path, *, mc: bool = True) -> Path:
+    model = om.build_mc_model(om.mc_info(64, 6)) if mc else om.build_det_model(om.det_info(64))
+    return om.save(model, out)
+
+
+@dataclass
+class CollectingSCP:
+    """A minimal storage SCP standing in for a PACS: keeps what it receives in memory."""
+
+    ae_title: str = "PACS"
+    received: list[pydicom.Dataset] = field(default_factory=list)
+    event: threading.Event = field(default_factory=threading.Event)
+    status: int = 0x0000
+
+    def start(self, port: int = 0) -> int:
+        ae = AE(ae_title=self.ae_title)
+        ae.supported_contexts = [build_context(Verification)] + [
+            build_context(cx.abstract_syntax, ExplicitVRLittleEndian)
+            for cx in AllStoragePresentationContexts
+        ]
+
+        def on_store(event: evt.Event) -> int:
+            if self.status == 0:
+                ds = event.dataset
+                ds.file_meta = event.file_meta
+                self.received.append(ds)
+                self.event.set()
+            return self.status
+
+        self._ae = ae
+        self._server = ae.start_server(
+            ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+        )
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._ae.shutdown()
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> list[pydicom.Dataset]:
+        end = time.time() + timeout
+        while len(self.received) < n and time.time() < end:
+            time.sleep(0.05)
+        return list(self.received)
+
+
+def send_files(
+    port: int,
+    paths: list[Path],
+    *,
+    called: str = "UGSS",
+    calling: str = "SCU",
+    bind: str = "127.0.0.1",
+) -> list[int]:
+    """C-STORE each file over one association; returns the statuses (-1: no association)."""
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+    seen = set()
+    for p in paths:
+        meta = pydicom.dcmread(p, stop_before_pixels=True).file_meta
+        key = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+        if key not in seen:
+            seen.add(key)
+            ae.add_requested_context(*key)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, bind_address=(bind, 0))
+    if not assoc.is_established:
+        return [-1] * len(paths)
+    try:
+        out = []
+        for p in paths:
+            rsp = assoc.send_c_store(p)
+            out.append(int(rsp.Status) if "Status" in rsp else -2)
+        return out
+    finally:
+        assoc.release()
+
+
+def send_raw(
+    port: int, sop_class: str, sop_uid: str, payload: bytes, *, called: str = "UGSS"
+) -> int:
+    """C-STORE whose data set is ``payload`` as is (malformed traffic pynetdicom would not send)."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_STORE
+
+    ae = AE(ae_title="RAW")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+    ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established
+    try:
+        req = C_STORE()
+        req.MessageID = 1
+        req.Priority = 2
+        req.AffectedSOPClassUID = sop_class
+        req.AffectedSOPInstanceUID = sop_uid
+        req.DataSet = BytesIO(payload)
+        context = assoc._get_valid_context(sop_class, ExplicitVRLittleEndian, "scu")
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
+        assoc.dimse.send_msg(req, context.context_id)
+        _, rsp = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
+        return int(rsp.Status) if rsp is not None else -1
+    finally:
+        assoc.release()
+
+
+def echo(port: int, *, called: str = "UGSS", calling: str = "SCU", bind: str = "127.0.0.1"):
+    """C-ECHO; returns the status, or the association outcome as a string."""
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.network_timeout = 10
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, bind_address=(bind, 0))
+    if assoc.is_rejected:
+        rsp = assoc.acceptor.primitive
+        return f"rejected:{rsp.result_source}:{rsp.diagnostic}"
+    if not assoc.is_established:
+        return "no-association"
+    try:
+        return int(assoc.send_c_echo().Status)
+    finally:
+        assoc.release()
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    out = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    return [ln for ln in text.splitlines() if ln.startswith("Error")]
+
+
+def wait_until(predicate, timeout: float = 30.0, step: float = 0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+# --- Orthanc ---------------------------------------------------------------------------------
+
+
+class Orthanc:
+    """Orthanc from a temporary config on its own ports (RemoteAccessAllowed false, no plugins)."""
+
+    def __init__(self, workdir: Path, *, aet: str = "ORTHANC") -> None:
+        self.workdir = workdir
+        self.aet = aet
+        self.http_port = free_port()
+        self.dicom_port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, modalities: dict[str, list] | None = None) -> Orthanc:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "UGSS-TEST",
+            "StorageDirectory": str(self.workdir / "db"),
+            "IndexDirectory": str(self.workdir / "db"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowStore": False,
+            "DicomAlwaysAllowEcho": False,
+            "DicomCheckModalityHost": True,
+            "DicomModalities": modalities or {},
+            "Plugins": [],
+            "StableAge": 1,
+            "StorageCompression": False,
+            "DicomScpTimeout": 10,
+        }
+        cfg = self.workdir / "orthanc.json"
+        cfg.write_text(json.dumps(config, indent=2))
+        self.log = open(self.workdir / "orthanc.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [ORTHANC, str(cfg)], stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+        if not wait_until(self._alive, timeout=20, step=0.1):
+            self.stop()
+            raise RuntimeError(
+                "Orthanc did not start: " + (self.workdir / "orthanc.log").read_text()
+            )
+        return self
+
+    def _alive(self) -> bool:
+        try:
+            self.get("/system")
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"
+    ):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}",
+            data=body,
+            method=method,
+            headers={"Content-Type": ctype} if body is not None else {},
+        )
+        with urllib.request.urlopen(req, timeout=60) as rsp:
+            data = rsp.read()
+        ctype_out = rsp.headers.get("Content-Type", "")
+        return json.loads(data) if "json" in ctype_out and data else data
+
+    def get(self, path: str):
+        return self._request("GET", path)
+
+    def post(self, path: str, body):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        ctype = "application/dicom" if isinstance(body, bytes) else "application/json"
+        return self._request("POST", path, raw, ctype)
+
+    def put(self, path: str, body: dict):
+        return self._request("PUT", path, json.dumps(body).encode())
+
+    def upload(self, paths: list[Path]) -> None:
+        for p in paths:
+            self.post("/instances", p.read_bytes())
+
+    def series_id(self, series_uid: str) -> str:
+        found = self.post("/tools/lookup", series_uid.encode())
+        return next(r["ID"] for r in found if r["Type"] == "Series")
+
+    def find_series(self, **tags: str) -> list[dict]:
+        return self.post("/tools/find", {"Level": "Series", "Query": tags, "Expand": True})
+
+    def instance_file(self, instance_id: str) -> bytes:
+        return self._request("GET", f"/instances/{instance_id}/file")
+
+
+def mask_from_seg(seg_path: Path, sop_uids: list[str]) -> np.ndarray:
+    """SEG → ``(n, rows, cols)`` bool in the order of ``sop_uids`` (source images)."""
+    import highdicom as hd
+
+    seg = hd.seg.segread(seg_path)
+    px = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=sop_uids, segment_numbers=[1], assert_missing_frames_are_empty=True
+    )
+    return px[..., 0].astype(bool)

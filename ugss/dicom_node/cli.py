@@ -1,0 +1,152 @@
+"""``ugss-node``: run the DICOM node, or ``ugss-node status`` to list series, jobs and outbox.
+
+A thin shell: parse, build a ``NodeConfig`` (TOML file, then flags), call the library.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ugss.cli_support import run_cli, setup_logging
+from ugss.dicom_node.config import NodeConfig, load_config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    invoke_without_command=True,
+    help=(
+        "DICOM C-STORE node: receives CT series from a PACS, segments hemorrhage, and sends back "
+        "a DICOM-SEG and a Comprehensive 3D SR volume report (optionally a secondary-capture "
+        "overlay). Every option may also be set in the --config TOML file under the same name "
+        "with '_' for '-' (flags win). Not for clinical use."
+    ),
+)
+
+_D = NodeConfig()
+
+HELP = {
+    "config": "TOML file with any of the options below (flat keys).",
+    "ae_title": f"This node's AE title; the called AE must match (default {_D.ae_title}).",
+    "bind": f"IP address to listen on (default {_D.bind}).",
+    "port": f"TCP port to listen on (default {_D.port}).",
+    "peer": "Allowed calling AE and its host, AE@IP (repeat; host '*' allows any). "
+    "None given: any peer may send (keep the node on loopback then).",
+    "destination": "Where results are sent, name=AE@host:port (repeat).",
+    "spool": f"State folder: instances, node.sqlite, results (default {_D.spool}).",
+    "spool_limit_mb": "Refuse instances (0xA700) beyond this spool size in MiB "
+    f"(default {_D.spool_limit_mb}).",
+    "results": "Folder for result files (default <spool>/results).",
+    "model": "ONNX model written by ugss-export (default: the bundled model).",
+    "mc_samples": "0: deterministic (no volume interval); unset: the model's MC samples.",
+    "quiet_period_s": "Seconds without a new instance that complete a series "
+    f"(default {_D.quiet_period_s:g}).",
+    "overlay": "Also send a secondary-capture overlay series (not for diagnosis).",
+    "max_associations": f"Concurrent associations accepted (default {_D.max_associations}).",
+    "network_timeout_s": "Idle seconds before a silent peer is dropped "
+    f"(default {_D.network_timeout_s:g}).",
+    "retry_base_s": f"First delivery retry delay, doubled per try (default {_D.retry_base_s:g}).",
+    "retry_max_s": f"Longest delay between delivery tries (default {_D.retry_max_s:g}).",
+    "max_attempts": f"Delivery tries before an item is marked failed (default {_D.max_attempts}).",
+    "retention_h": "Hours a finished series stays in the spool for late instances "
+    f"(default {_D.retention_h:g}).",
+    "tls_cert": "Server certificate (PEM); enables TLS together with --tls-key.",
+    "tls_key": "Private key of --tls-cert (PEM).",
+    "tls_ca": "CA bundle (PEM): require client certificates signed by it.",
+}
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=HELP["config"])]
+SpoolOpt = Annotated[Path | None, typer.Option("--spool", help=HELP["spool"])]
+OptStr = str | None
+OptInt = int | None
+OptFloat = float | None
+OptPath = Path | None
+
+
+def _opt(name: str) -> typer.models.OptionInfo:
+    return typer.Option(help=HELP[name])
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    ae_title: Annotated[OptStr, _opt("ae_title")] = None,
+    bind: Annotated[OptStr, _opt("bind")] = None,
+    port: Annotated[OptInt, _opt("port")] = None,
+    peer: Annotated[list[str] | None, _opt("peer")] = None,
+    destination: Annotated[list[str] | None, _opt("destination")] = None,
+    spool: SpoolOpt = None,
+    spool_limit_mb: Annotated[OptInt, _opt("spool_limit_mb")] = None,
+    results: Annotated[OptPath, _opt("results")] = None,
+    model: Annotated[OptPath, _opt("model")] = None,
+    mc_samples: Annotated[OptInt, _opt("mc_samples")] = None,
+    quiet_period_s: Annotated[OptFloat, _opt("quiet_period_s")] = None,
+    overlay: Annotated[
+        bool | None, typer.Option("--overlay/--no-overlay", help=HELP["overlay"])
+    ] = None,
+    max_associations: Annotated[OptInt, _opt("max_associations")] = None,
+    network_timeout_s: Annotated[OptFloat, _opt("network_timeout_s")] = None,
+    retry_base_s: Annotated[OptFloat, _opt("retry_base_s")] = None,
+    retry_max_s: Annotated[OptFloat, _opt("retry_max_s")] = None,
+    max_attempts: Annotated[OptInt, _opt("max_attempts")] = None,
+    retention_h: Annotated[OptFloat, _opt("retention_h")] = None,
+    tls_cert: Annotated[OptPath, _opt("tls_cert")] = None,
+    tls_key: Annotated[OptPath, _opt("tls_key")] = None,
+    tls_ca: Annotated[OptPath, _opt("tls_ca")] = None,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the effective configuration and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log lines.")] = False,
+) -> None:
+    """Run the node until interrupted (SIGINT/SIGTERM); or a subcommand, see below."""
+    if ctx.invoked_subcommand is not None:
+        return
+    cfg = load_config(
+        config,
+        ae_title=ae_title, bind=bind, port=port, peers=peer or None,
+        destinations=destination or None, spool=spool, spool_limit_mb=spool_limit_mb,
+        results=results, model=model, mc_samples=mc_samples, quiet_period_s=quiet_period_s,
+        overlay=overlay, max_associations=max_associations, network_timeout_s=network_timeout_s,
+        retry_base_s=retry_base_s, retry_max_s=retry_max_s, max_attempts=max_attempts,
+        retention_h=retention_h, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+    )  # fmt: skip
+    if print_config:
+        typer.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    setup_logging(verbose)
+    from ugss.dicom_node.node import Node
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    node = Node(cfg).start()
+    node.serve_forever(stop)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    spool: SpoolOpt = None,
+    limit: Annotated[int, typer.Option(help="Rows shown per table (newest first).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """List series, jobs and outbox of a node (works while it runs)."""
+    from ugss.dicom_node.status import format_status, read_status
+
+    cfg = load_config(config, spool=spool)
+    st = read_status(cfg.db_path, limit)
+    typer.echo(json.dumps(st.to_dict(), indent=2) if as_json else format_status(st))
+
+
+def main() -> None:
+    run_cli(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Node configuration: one frozen dataclass, read from TOML, every key overridable by a CLI flag.
+
+The TOML file is flat; its keys are the flag names with ``_`` for ``-``::
+
+    ae_title = "UGSS"
+    bind = "127.0.0.1"
+    port = 11112
+    peers = ["ORTHANC@127.0.0.1"]                      # calling AE allow-list, AE@host
+    destinations = ["pacs=ORTHANC@127.0.0.1:4242"]     # name=AE@host:port
+    quiet_period_s = 10
+    spool = "/var/lib/ugss-node"
+
+Values are checked here, once: a bad value fails before the node opens a port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ugss.errors import ConfigError
+
+_AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2 AE: 16 chars, no backslash
+
+
+def check_ae_title(value: str, what: str = "AE title") -> str:
+    """PS3.5 Table 6.2-1 (AE): 1–16 printable characters, no backslash, not only spaces."""
+    value = str(value).strip()
+    if not value or not _AE_RE.match(value):
+        raise ConfigError(f"{what} {value!r}: must be 1-16 printable characters, no backslash")
+    return value
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A calling AE that may send to the node, and the host it must connect from."""
+
+    ae_title: str
+    host: str
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        """``AE@host``; host ``*`` allows any address (only sensible behind a firewall)."""
+        ae, sep, host = str(text).rpartition("@")
+        if not sep or not host:
+            raise ConfigError(f"peer {text!r}: expected AE@host, e.g. ORTHANC@127.0.0.1")
+        if host != "*":
+            _check_ip(host, f"peer {text!r}")
+        return cls(check_ae_title(ae, f"peer {text!r}"), host)
+
+    def matches(self, ae_title: str, host: str) -> bool:
+        return ae_title.strip() == self.ae_title and self.host in ("*", host)
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A C-STORE SCP that receives the results (PS3.4 Annex B)."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        """``name=AE@host:port``."""
+        m = re.match(r"^([A-Za-z0-9_.-]+)=(.+)@([^@:]+):(\d+)$", str(text).strip())
+        if not m:
+            raise ConfigError(f"destination {text!r}: expected name=AE@host:port")
+        name, ae, host, port = m.groups()
+        return cls(name, check_ae_title(ae, f"destination {name}"), host, _check_port(int(port)))
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the node needs; defaults listen on loopback and write results to a folder."""
+
+    ae_title: str = "UGSS"
+    bind: str = "127.0.0.1"
+    port: int = 11112
+    peers: tuple[Peer, ...] = ()
+    destinations: tuple[Destination, ...] = ()
+    spool: Path = Path("ugss-node")
+    spool_limit_mb: int = 20_000
+    results: Path | None = None
+    model: Path | None = None
+    mc_samples: int | None = None
+    quiet_period_s: float = 10.0
+    overlay: bool = False
+    max_associations: int = 10
+    network_timeout_s: float = 60.0
+    retry_base_s: float = 5.0
+    retry_max_s: float = 600.0
+    max_attempts: int = 20
+    retention_h: float = 72.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    poll_s: float = field(default=0.2, repr=False)
+
+    def __post_init__(self) -> None:
+        check_ae_title(self.ae_title)
+        _check_ip(self.bind, "bind")
+        _check_port(self.port)
+        for name in ("quiet_period_s", "retry_base_s", "retry_max_s", "poll_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.network_timeout_s <= 0:
+            raise ConfigError(f"network_timeout_s must be > 0, got {self.network_timeout_s}")
+        if not 1 <= self.max_associations <= 100:
+            raise ConfigError(f"max_associations must be 1..100, got {self.max_associations}")
+        if self.spool_limit_mb < 1:
+            raise ConfigError(f"spool_limit_mb must be >= 1, got {self.spool_limit_mb}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.mc_samples is not None and self.mc_samples < 0:
+            raise ConfigError(f"mc_samples must be >= 0, got {self.mc_samples}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both tls_cert and tls_key")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ConfigError("tls_ca (client certificates) needs tls_cert and tls_key")
+        names = [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"destination names must be unique, got {names}")
+
+    @property
+    def db_path(self) -> Path:
+        return self.spool / "node.sqlite"
+
+    @property
+    def results_dir(self) -> Path:
+        """Where results are written as files (default: ``<spool>/results``)."""
+        return self.results if self.results is not None else self.spool / "results"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat TOML form (paths and peers as strings)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "poll_s":
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = [str(v) for v in value]
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**{k: _convert(k, v) for k, v in data.items()})
+
+    def with_overrides(self, **overrides: Any) -> NodeConfig:
+        """A copy with the non-None overrides applied (CLI flags beat the file)."""
+        values = {k: _convert(k, v) for k, v in overrides.items() if v is not None}
+        return replace(self, **values)
+
+
+def load_config(path: Path | None, **overrides: Any) -> NodeConfig:
+    """TOML file (optional) + flag overrides → a checked ``NodeConfig``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return NodeConfig.from_dict(data).with_overrides(**overrides)
+    except TypeError as exc:
+        raise ConfigError(f"bad configuration value: {exc}") from None
+
+
+_PATH_KEYS = {"spool", "results", "model", "tls_cert", "tls_key", "tls_ca"}
+
+
+def _convert(key: str, value: Any) -> Any:
+    if key == "peers":
+        return tuple(v if isinstance(v, Peer) else Peer.parse(v) for v in _as_list(key, value))
+    if key == "destinations":
+        return tuple(
+            v if isinstance(v, Destination) else Destination.parse(v) for v in _as_list(key, value)
+        )
+    if key in _PATH_KEYS:
+        return Path(value).expanduser()
+    if key in ("port", "max_associations", "max_attempts", "spool_limit_mb", "mc_samples"):
+        return _number(key, value, int)
+    if key.endswith("_s") or key.endswith("_h"):
+        return _number(key, value, float)
+    return value
+
+
+def _as_list(key: str, value: Any) -> list:
+    if isinstance(value, str | Peer | Destination):
+        return [value]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ConfigError(f"{key} must be a list, got {value!r}")
+
+
+def _number(key: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if kind is int and out != float(value):
+        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+    return out
+
+
+def _check_ip(host: str, what: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{what}: {host!r} is not an IP address") from None
+    return host
+
+
+def _check_port(port: int) -> int:
+    if not 0 <= int(port) <= 65535:
+        raise ConfigError(f"port must be 0..65535, got {port}")
+    return int(port)

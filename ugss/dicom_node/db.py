@@ -1,0 +1,391 @@
+"""The node's state in SQLite (WAL, synchronous FULL): series, instances, jobs and the outbox.
+
+Migrations are named and recorded in ``schema_migrations``. One connection is shared by the
+node's threads behind a lock; each public method is one short transaction, so an instance row
+is committed before its C-STORE is answered and a job's outbox rows land with its result.
+
+States:
+- series: receiving → queued → processing → done | failed (a new instance reopens it)
+- jobs: queued → running → done | failed (running jobs go back to queued on restart)
+- outbox: pending → sent | failed (retries with backoff until ``max_attempts``)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001_initial",
+        """
+        CREATE TABLE series (
+            series_uid TEXT PRIMARY KEY,
+            study_uid TEXT NOT NULL,
+            calling_ae TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL,
+            n_instances INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            first_at REAL NOT NULL,
+            last_at REAL NOT NULL,
+            error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE instances (
+            series_uid TEXT NOT NULL REFERENCES series(series_uid),
+            sop_uid TEXT NOT NULL,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            received_at REAL NOT NULL,
+            PRIMARY KEY (series_uid, sop_uid)
+        );
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            series_uid TEXT NOT NULL REFERENCES series(series_uid),
+            version INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            n_instances INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            error TEXT NOT NULL DEFAULT '',
+            result TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (series_uid, version)
+        );
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            destination TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sop_class_uid TEXT NOT NULL,
+            sop_instance_uid TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            sent_at REAL,
+            error TEXT NOT NULL DEFAULT '',
+            UNIQUE (job_id, destination, sop_instance_uid)
+        );
+        CREATE INDEX series_state ON series(state, last_at);
+        CREATE INDEX jobs_state ON jobs(state, id);
+        CREATE INDEX outbox_due ON outbox(state, next_at);
+        """,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    series_uid: str
+    study_uid: str
+    version: int
+    state: str
+    n_instances: int
+    attempts: int
+    created_at: float
+    last_at: float  # when the series' newest instance arrived
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    job_id: int
+    destination: str
+    path: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """What recording an instance did: new or a resend, and whether it reopened its series."""
+
+    new: bool
+    reopened: bool
+    n_instances: int
+
+
+class NodeDB:
+    """Thread-safe access to the node database (one connection, one lock)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.isolation_level = None  # explicit transactions
+        self._lock = threading.RLock()
+        if not readonly:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _migrate(self) -> None:
+        with self._tx() as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (name TEXT PRIMARY KEY, applied_at REAL)"
+            )
+            done = {r[0] for r in c.execute("SELECT name FROM schema_migrations")}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    def record_instance(
+        self,
+        *,
+        series_uid: str,
+        study_uid: str,
+        sop_uid: str,
+        path: str,
+        size: int,
+        calling_ae: str,
+        now: float | None = None,
+    ) -> NewInstance:
+        """Called after the file is on disk, before the C-STORE response."""
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT state, n_instances FROM series WHERE series_uid=?", (series_uid,)
+            ).fetchone()
+            if row is None:
+                c.execute(
+                    "INSERT INTO series (series_uid, study_uid, calling_ae, state, first_at,"
+                    " last_at) VALUES (?, ?, ?, 'receiving', ?, ?)",
+                    (series_uid, study_uid, calling_ae, now, now),
+                )
+            old = c.execute(
+                "SELECT size FROM instances WHERE series_uid=? AND sop_uid=?", (series_uid, sop_uid)
+            ).fetchone()
+            if old is not None:  # a resend: same instance, replaced on disk; no reopening
+                c.execute(
+                    "UPDATE instances SET size=?, received_at=? WHERE series_uid=? AND sop_uid=?",
+                    (size, now, series_uid, sop_uid),
+                )
+                c.execute(
+                    "UPDATE series SET bytes=bytes+? WHERE series_uid=?",
+                    (size - old["size"], series_uid),
+                )
+                n = row["n_instances"] if row is not None else 0
+                return NewInstance(False, False, n)
+            c.execute(
+                "INSERT INTO instances VALUES (?, ?, ?, ?, ?)",
+                (series_uid, sop_uid, path, size, now),
+            )
+            reopened = row is not None and row["state"] not in ("receiving", "queued")
+            if row is not None and row["state"] == "queued":  # not started: wait for the rest
+                c.execute("DELETE FROM jobs WHERE series_uid=? AND state='queued'", (series_uid,))
+            c.execute(
+                "UPDATE series SET n_instances=n_instances+1, bytes=bytes+?, last_at=?,"
+                " state='receiving', error='' WHERE series_uid=?",
+                (size, now, series_uid),
+            )
+            n = (row["n_instances"] if row is not None else 0) + 1
+            return NewInstance(True, reopened, n)
+
+    def spool_bytes(self) -> int:
+        return int(self._query("SELECT COALESCE(SUM(bytes), 0) FROM series")[0][0])
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def queue_quiet_series(self, quiet_s: float, now: float | None = None) -> list[Job]:
+        """Series with no new instance for ``quiet_s`` become a job with the next version."""
+        now = time.time() if now is None else now
+        jobs = []
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT series_uid, n_instances FROM series WHERE state='receiving' AND last_at<=?",
+                (now - quiet_s,),
+            ).fetchall()
+            for r in rows:
+                version = c.execute(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM jobs WHERE series_uid=?",
+                    (r["series_uid"],),
+                ).fetchone()[0]
+                cur = c.execute(
+                    "INSERT INTO jobs (series_uid, version, state, n_instances, created_at)"
+                    " VALUES (?, ?, 'queued', ?, ?)",
+                    (r["series_uid"], version, r["n_instances"], now),
+                )
+                c.execute("UPDATE series SET state='queued' WHERE series_uid=?", (r["series_uid"],))
+                jobs.append(int(cur.lastrowid or 0))
+        return [self.job(i) for i in jobs]
+
+    def job(self, job_id: int) -> Job:
+        r = self._query(
+            "SELECT j.*, s.study_uid, s.last_at FROM jobs j JOIN series s USING (series_uid)"
+            " WHERE j.id=?",
+            (job_id,),
+        )[0]
+        return Job(
+            r["id"], r["series_uid"], r["study_uid"], r["version"], r["state"],
+            r["n_instances"], r["attempts"], r["created_at"], r["last_at"],
+        )  # fmt: skip
+
+    def next_job(self) -> Job | None:
+        """The oldest queued job, marked running (attempts counted)."""
+        with self._tx() as c:
+            r = c.execute("SELECT id FROM jobs WHERE state='queued' ORDER BY id LIMIT 1").fetchone()
+            if r is None:
+                return None
+            c.execute(
+                "UPDATE jobs SET state='running', attempts=attempts+1, started_at=? WHERE id=?",
+                (time.time(), r["id"]),
+            )
+            c.execute(
+                "UPDATE series SET state='processing' WHERE state='queued' AND series_uid="
+                "(SELECT series_uid FROM jobs WHERE id=?)",
+                (r["id"],),
+            )
+        return self.job(int(r["id"]))
+
+    def finish_job(
+        self,
+        job: Job,
+        *,
+        ok: bool,
+        error: str = "",
+        result: dict[str, Any] | None = None,
+        outbox: list[tuple[str, str, str, str]] = (),  # type: ignore[assignment]
+    ) -> None:
+        """Record the outcome and, in the same transaction, the deliveries it needs.
+
+        ``outbox`` rows are ``(destination, path, sop_class_uid, sop_instance_uid)``; a job
+        rerun after a crash re-inserts the same rows, which the UNIQUE key ignores.
+        """
+        now = time.time()
+        state = "done" if ok else "failed"
+        with self._tx() as c:
+            c.execute(
+                "UPDATE jobs SET state=?, finished_at=?, error=?, result=? WHERE id=?",
+                (state, now, error, json.dumps(result or {}, sort_keys=True), job.id),
+            )
+            c.execute(
+                "UPDATE series SET state=?, error=? WHERE series_uid=? AND state='processing'",
+                (state, error, job.series_uid),
+            )
+            for dest, path, sop_class, sop_uid in outbox:
+                c.execute(
+                    "INSERT OR IGNORE INTO outbox (job_id, destination, path, sop_class_uid,"
+                    " sop_instance_uid, next_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (job.id, dest, path, sop_class, sop_uid, now),
+                )
+
+    def recover(self, max_attempts: int = 3) -> dict[str, int]:
+        """At start: interrupted jobs run again (or fail after ``max_attempts`` crashes)."""
+        with self._tx() as c:
+            failed = c.execute(
+                "UPDATE jobs SET state='failed', error='crashed too often' "
+                "WHERE state='running' AND attempts>=?",
+                (max_attempts,),
+            ).rowcount
+            requeued = c.execute("UPDATE jobs SET state='queued' WHERE state='running'").rowcount
+            c.execute(
+                "UPDATE series SET state='queued' WHERE state='processing' AND series_uid IN "
+                "(SELECT series_uid FROM jobs WHERE state='queued')"
+            )
+            c.execute("UPDATE series SET state='failed' WHERE state='processing'")
+        return {"requeued": requeued, "failed": failed}
+
+    # --- outbox -------------------------------------------------------------------------------
+
+    def due_outbox(self, now: float | None = None, limit: int = 64) -> list[OutboxItem]:
+        now = time.time() if now is None else now
+        rows = self._query(
+            "SELECT * FROM outbox WHERE state='pending' AND next_at<=? ORDER BY id LIMIT ?",
+            (now, limit),
+        )
+        fields = ("id", "job_id", "destination", "path", "sop_class_uid", "sop_instance_uid")
+        return [OutboxItem(*(r[f] for f in fields), attempts=r["attempts"]) for r in rows]
+
+    def mark_sent(self, item_id: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET state='sent', sent_at=?, attempts=attempts+1, error=''"
+                " WHERE id=?",
+                (time.time(), item_id),
+            )
+
+    def mark_retry(self, item_id: int, error: str, next_at: float, give_up: bool) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET state=?, attempts=attempts+1, next_at=?, error=? WHERE id=?",
+                ("failed" if give_up else "pending", next_at, error[:500], item_id),
+            )
+
+    def next_outbox_time(self) -> float | None:
+        r = self._query("SELECT MIN(next_at) FROM outbox WHERE state='pending'")
+        return None if r[0][0] is None else float(r[0][0])
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def expired_series(self, older_than: float) -> list[str]:
+        """Finished series whose last instance is older than ``older_than`` (epoch seconds)."""
+        rows = self._query(
+            "SELECT series_uid FROM series WHERE state IN ('done', 'failed') AND last_at<? AND"
+            " bytes>0 AND NOT EXISTS (SELECT 1 FROM outbox o JOIN jobs j ON o.job_id=j.id"
+            " WHERE j.series_uid=series.series_uid AND o.state='pending')",
+            (older_than,),
+        )
+        return [r[0] for r in rows]
+
+    def purge_series(self, series_uid: str) -> None:
+        """Forget a series' instances (files already removed); its jobs and results stay."""
+        with self._tx() as c:
+            c.execute("DELETE FROM instances WHERE series_uid=?", (series_uid,))
+            c.execute(
+                "UPDATE series SET bytes=0, n_instances=0, state='purged' WHERE series_uid=?",
+                (series_uid,),
+            )
+
+    # --- reading for status -------------------------------------------------------------------
+
+    def rows(self, table: str, limit: int = 50) -> list[dict[str, Any]]:
+        order = {"series": "last_at", "jobs": "id", "outbox": "id"}[table]
+        rows = self._query(f"SELECT * FROM {table} ORDER BY {order} DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def counts(self, table: str) -> dict[str, int]:
+        if table not in ("series", "jobs", "outbox"):
+            raise ValueError(table)
+        rows = self._query(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
+        return {r[0]: int(r[1]) for r in rows}

@@ -1,0 +1,130 @@
+"""One job: a complete series in the spool → versioned SEG + SR (+ overlay) files.
+
+The volume is assembled by the runtime's DICOM reader (sorted along the slice normal, spacing
+and orientation checked; a bad series is one ``DicomSeriesError`` line), segmented by the
+runtime on its native grid, and encoded per source image. Result UIDs depend only on the series
+and the version (``ResultIds.for_version``), so a job rerun after a crash rewrites the same
+objects instead of adding duplicates. Files are written atomically under
+``<results>/<StudyUID>/<SeriesUID>/v<version>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from ugss.dicom_node.overlay import build_overlay
+from ugss.dicom_node.seg import ResultIds, build_seg
+from ugss.dicom_node.sr import VolumeFinding, build_sr
+from ugss.runtime.dicom_series import read_dicom_series_with_refs
+from ugss.runtime.engines import Engine
+from ugss.runtime.segment import segment_volume
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    kind: str  # "seg" | "sr" | "overlay"
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """What a job produced: files to deliver and a summary for the database and logs."""
+
+    files: tuple[ResultFile, ...]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def save_atomic(ds: Dataset, path: Path) -> None:
+    """Write a DICOM file next to its final name, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    try:
+        ds.save_as(tmp, enforce_file_format=True)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def result_dir(results: Path, study_uid: str, series_uid: str, version: int) -> Path:
+    return results / study_uid / series_uid / f"v{version}"
+
+
+def process_series(
+    folder: Path,
+    *,
+    study_uid: str,
+    series_uid: str,
+    version: int,
+    engine: Engine,
+    results: Path,
+    use_mc: bool = True,
+    overlay: bool = False,
+) -> JobOutput:
+    """Run the pipeline for one series folder; raises ``DicomSeriesError`` for a bad series."""
+    t0 = time.perf_counter()
+    volume, info = read_dicom_series_with_refs(folder)
+    t1 = time.perf_counter()
+    seg = segment_volume(volume, engine, use_mc=use_mc)
+    t2 = time.perf_counter()
+
+    model_name, model_version = engine.info.name, engine.info.version
+    low, high = seg.interval_ml if seg.interval_ml is not None else (seg.volume_ml, seg.volume_ml)
+    finding = VolumeFinding(seg.volume_ml, low, high)
+    ids = ResultIds.for_version(series_uid, version)
+    mask_frames = info.frames(seg.mask)
+    hu_frames = info.frames(volume.hu) if overlay else None
+    summary: dict[str, Any] = {
+        "version": version,
+        "slices": len(info.headers),
+        "volume_ml": round(seg.volume_ml, 3),
+        "interval_ml": [round(low, 3), round(high, 3)] if seg.interval_ml is not None else None,
+        "model": {"name": model_name, "version": model_version, "engine": engine.description},
+    }
+    del seg, volume  # the probability and entropy maps are not needed for encoding
+
+    out_dir = result_dir(results, study_uid, series_uid, version)
+    seg_ds = build_seg(
+        info.headers, mask_frames, ids, model_name=model_name, model_version=model_version
+    )
+    sr_ds = build_sr(
+        seg_ds, series_uid, finding, ids, model_name=model_name, model_version=model_version
+    )
+    files = [
+        ResultFile(out_dir / "seg.dcm", str(seg_ds.SOPClassUID), ids.seg_sop_uid, "seg"),
+        ResultFile(out_dir / "sr.dcm", str(sr_ds.SOPClassUID), ids.sr_sop_uid, "sr"),
+    ]
+    datasets: list[Dataset] = [seg_ds, sr_ds]
+    if overlay and hu_frames is not None:
+        for i, sc in enumerate(build_overlay(info.headers, hu_frames, mask_frames, finding, ids)):
+            path = out_dir / "overlay" / f"{i + 1:04d}.dcm"
+            files.append(ResultFile(path, str(sc.SOPClassUID), str(sc.SOPInstanceUID), "overlay"))
+            datasets.append(sc)
+    for f, ds in zip(files, datasets, strict=True):
+        save_atomic(ds, f.path)
+    t3 = time.perf_counter()
+
+    summary["seg_sop_uid"] = ids.seg_sop_uid
+    summary["sr_sop_uid"] = ids.sr_sop_uid
+    summary["files"] = len(files)
+    summary["timings_s"] = {
+        "load": round(t1 - t0, 3),
+        "model": round(t2 - t1, 3),
+        "encode": round(t3 - t2, 3),
+    }
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return JobOutput(tuple(files), summary)

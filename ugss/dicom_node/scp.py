@@ -1,0 +1,276 @@
+"""The storage SCP (PS3.4 Annex B) and Verification SCP (PS3.4 Annex A) with pynetdicom.
+
+Handlers are plain functions bound to events. They never run inference: a C-STORE handler
+checks the object, writes it durably to the spool, records it in SQLite and answers; the worker
+thread does the rest. ``handle_store`` is the one boundary where failures become statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, evt
+from pynetdicom.presentation import AllStoragePresentationContexts, build_context
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from ugss.dicom_node import dimse
+from ugss.dicom_node.config import NodeConfig, Peer
+from ugss.dicom_node.db import NodeDB
+from ugss.dicom_node.dimse import CANNOT_UNDERSTAND, SUCCESS, StoreRefusal, status_name
+from ugss.dicom_node.encoding import check_encoding
+from ugss.dicom_node.log import event as log_event
+from ugss.dicom_node.series import check_instance
+from ugss.dicom_node.spool import Spool
+
+NATIVE_SYNTAXES = (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+)
+COMPRESSED_SYNTAXES = (
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+)
+
+
+def decodable_syntaxes() -> list[str]:
+    """Transfer syntaxes whose pixel data this installation can decode (PS3.5 Annex A)."""
+    from pydicom.pixels import get_decoder
+
+    out = [str(ts) for ts in NATIVE_SYNTAXES]
+    for ts in COMPRESSED_SYNTAXES:
+        try:
+            if get_decoder(ts).is_available:
+                out.append(str(ts))
+        except NotImplementedError:
+            continue
+    return out
+
+
+@dataclass
+class ReceiveStats:
+    """Counters for status and benchmarks (thread-safe increments)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    refused: int = 0
+    rejected_associations: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Called-AE check and calling-AE allow-list with hosts (empty list: any peer)."""
+
+    ae_title: str
+    peers: tuple[Peer, ...]
+
+    def refusal(self, called: str, calling: str, host: str) -> int | None:
+        """The A-ASSOCIATE-RJ diagnostic (PS3.8 9.3.4), or None when allowed."""
+        if called.strip() != self.ae_title:
+            return dimse.DIAG_CALLED_AE_NOT_RECOGNIZED
+        if self.peers and not any(p.matches(calling, host) for p in self.peers):
+            return dimse.DIAG_CALLING_AE_NOT_RECOGNIZED
+        return None
+
+
+def handle_requested(event: evt.Event, policy: AccessPolicy, stats: ReceiveStats) -> None:
+    """EVT_REQUESTED: reject before negotiation when the AE titles or host do not fit."""
+    assoc = event.assoc
+    rq = assoc.requestor.primitive
+    called, calling = str(rq.called_ae_title).strip(), str(rq.calling_ae_title).strip()
+    host = assoc.requestor.address
+    diagnostic = policy.refusal(called, calling, host)
+    if diagnostic is None:
+        log_event("association", level=logging.DEBUG, calling_ae=calling, host=host)
+        return
+    stats.add("rejected_associations")
+    reason = "called AE" if diagnostic == dimse.DIAG_CALLED_AE_NOT_RECOGNIZED else "calling AE"
+    log_event(
+        "association_rejected", level=logging.WARNING, reason=f"{reason} not recognized",
+        called_ae=called, calling_ae=calling, host=host,
+    )  # fmt: skip
+    assoc.acse.send_reject(dimse.REJECT_PERMANENT, dimse.SOURCE_SERVICE_USER, diagnostic)
+    assoc.kill()
+
+
+def handle_echo(event: evt.Event) -> int:
+    """C-ECHO (PS3.4 A.4)."""
+    return SUCCESS
+
+
+class Receiver:
+    """What a C-STORE does: check, write durably, record, then answer."""
+
+    def __init__(
+        self, spool: Spool, db: NodeDB, stats: ReceiveStats, on_new: Callable[[], None] | None
+    ) -> None:
+        self.spool = spool
+        self.db = db
+        self.stats = stats
+        self.on_new = on_new
+
+    def store(self, event: evt.Event) -> int:
+        ts = UID(event.context.transfer_syntax)
+        if not ts.is_deflated:
+            check_encoding(
+                event.request.DataSet.getvalue(),
+                implicit_vr=ts.is_implicit_VR,
+                little_endian=ts.is_little_endian,
+            )
+        try:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            for _ in ds:  # parse every top-level element now: garbage fails here
+                pass
+        except Exception:
+            raise StoreRefusal(CANNOT_UNDERSTAND, "data set cannot be parsed") from None
+        rq = event.request
+        verdict = check_instance(ds, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID)
+        calling = str(event.assoc.requestor.ae_title).strip()
+        if not verdict.keep:
+            self.stats.add("ignored")
+            log_event(
+                "instance_ignored", reason=verdict.reason, series=verdict.series_uid,
+                sop=verdict.sop_uid, calling_ae=calling,
+            )  # fmt: skip
+            return SUCCESS
+        data = event.encoded_dataset(include_meta=True)
+        path, _ = self.spool.store(verdict.series_uid, verdict.sop_uid, data)
+        rec = self.db.record_instance(
+            series_uid=verdict.series_uid, study_uid=verdict.study_uid, sop_uid=verdict.sop_uid,
+            path=str(path), size=len(data), calling_ae=calling,
+        )  # fmt: skip
+        self.stats.add("stored" if rec.new else "duplicates")
+        if rec.reopened:
+            log_event("series_reopened", series=verdict.series_uid, instances=rec.n_instances)
+        log_event(
+            "instance_received", level=logging.DEBUG, series=verdict.series_uid,
+            sop=verdict.sop_uid, bytes=len(data), new=rec.new, calling_ae=calling,
+        )  # fmt: skip
+        if self.on_new is not None:
+            self.on_new()
+        return SUCCESS
+
+
+def handle_store(event: evt.Event, receiver: Receiver) -> int | Dataset:
+    """C-STORE (PS3.4 B.2): the single place refusals and errors become DIMSE statuses."""
+    try:
+        return receiver.store(event)
+    except StoreRefusal as refusal:
+        status: int | Dataset = refusal.to_dataset()
+        code, reason = refusal.status, refusal.reason
+    except Exception as exc:  # never let pynetdicom answer 0xC211 with a traceback
+        logging.getLogger(__name__).exception("C-STORE handler failed")
+        status = StoreRefusal(CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}")
+        code, reason = CANNOT_UNDERSTAND, str(exc)
+        status = status.to_dataset()
+    receiver.stats.add("refused")
+    sop = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
+    log_event(
+        "instance_refused", level=logging.WARNING, status=f"0x{code:04X}",
+        meaning=status_name(code), reason=reason, sop=sop[:64] if _printable(sop) else "?",
+        calling_ae=str(event.assoc.requestor.ae_title).strip(),
+    )  # fmt: skip
+    return status
+
+
+def _printable(text: str) -> bool:
+    return all(32 <= ord(c) < 127 for c in text)
+
+
+def tls_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """Server-side TLS (PS3.15 B.1 secure transport); client certificates when ``tls_ca``."""
+    if not config.tls:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+    if config.tls_ca is not None:
+        ctx.load_verify_locations(str(config.tls_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def make_ae(config: NodeConfig) -> AE:
+    """An AE accepting every storage SOP class with the decodable transfer syntaxes."""
+    ae = AE(ae_title=config.ae_title)
+    syntaxes = decodable_syntaxes()
+    ae.supported_contexts = [build_context(Verification)] + [
+        build_context(cx.abstract_syntax, syntaxes) for cx in AllStoragePresentationContexts
+    ]
+    ae.maximum_associations = config.max_associations
+    ae.network_timeout = config.network_timeout_s
+    ae.acse_timeout = min(30.0, config.network_timeout_s)
+    ae.dimse_timeout = config.network_timeout_s
+    ae.maximum_pdu_size = 262_144
+    return ae
+
+
+def start_scp(
+    config: NodeConfig, receiver: Receiver, stats: ReceiveStats
+) -> tuple[AE, ThreadedAssociationServer]:
+    """Open the port (non-blocking); returns the AE and its server (``server_address``)."""
+    ae = make_ae(config)
+    policy = AccessPolicy(config.ae_title, config.peers)
+    handlers = [
+        (evt.EVT_REQUESTED, handle_requested, [policy, stats]),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, handle_store, [receiver]),
+    ]
+    server = ae.start_server(
+        (config.bind, config.port),
+        block=False,
+        evt_handlers=handlers,
+        ssl_context=tls_context(config),
+    )
+    assert server is not None
+    return ae, server
+
+
+__all__ = [
+    "UID",
+    "AccessPolicy",
+    "ReceiveStats",
+    "Receiver",
+    "decodable_syntaxes",
+    "handle_echo",
+    "handle_requested",
+    "handle_store",
+    "start_scp",
+]

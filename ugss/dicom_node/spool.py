@@ -1,0 +1,134 @@
+"""The spool: received instances on disk, written so that an acknowledged instance is never lost.
+
+Layout under the spool root::
+
+    incoming/                     temporary files being written (cleared at start)
+    series/<SeriesUID>/<SOPUID>.dcm
+
+A file is written to ``incoming/``, flushed and fsynced, renamed into place (atomic on one file
+system) and the directory fsynced; only then may the C-STORE be answered with Success. UIDs are
+validated (PS3.5 9.1) before they become path components, so ``../../x`` never reaches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+from ugss.dicom_node.dimse import (
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    OUT_OF_RESOURCES,
+    StoreRefusal,
+)
+
+# PS3.5 9.1: components of digits, no leading zero (except "0" itself), at most 64 characters.
+_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+
+
+def is_valid_uid(value: object) -> bool:
+    """PS3.5 9.1 UID syntax; the only strings the node turns into file names."""
+    text = str(value) if value is not None else ""
+    return 0 < len(text) <= 64 and _UID_RE.match(text) is not None
+
+
+def checked_uid(value: object, what: str) -> str:
+    """The UID as ``str``, or a refusal with PS3.4 status 0xA900 naming the attribute."""
+    if not is_valid_uid(value):
+        shown = repr(str(value))[:40] if value not in (None, "") else "missing"
+        raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, f"invalid {what} {shown}")
+    return str(value)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """Durable instance storage with a size limit (PS3.4 0xA700 when it would be exceeded)."""
+
+    def __init__(self, root: Path, limit_bytes: int, used_bytes: int = 0) -> None:
+        self.root = Path(root)
+        self.limit_bytes = int(limit_bytes)
+        self.incoming = self.root / "incoming"
+        self.series_root = self.root / "series"
+        self._lock = threading.Lock()
+        self._used = int(used_bytes)
+        self._reserved = 0
+        for d in (self.root, self.incoming, self.series_root):
+            d.mkdir(parents=True, exist_ok=True)
+        self.clear_incoming()
+
+    def clear_incoming(self) -> int:
+        """Remove partial files left by a crash; they were never acknowledged."""
+        n = 0
+        for p in self.incoming.iterdir():
+            p.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+    def series_dir(self, series_uid: str) -> Path:
+        return self.series_root / checked_uid(series_uid, "SeriesInstanceUID")
+
+    def instance_path(self, series_uid: str, sop_uid: str) -> Path:
+        return self.series_dir(series_uid) / f"{checked_uid(sop_uid, 'SOPInstanceUID')}.dcm"
+
+    def store(self, series_uid: str, sop_uid: str, data: bytes) -> tuple[Path, int]:
+        """Write ``data`` durably; returns the final path and the bytes added to the spool.
+
+        A resent instance replaces the earlier copy atomically (its size is counted once).
+        """
+        final = self.instance_path(series_uid, sop_uid)
+        size = len(data)
+        with self._lock:
+            if self._used + self._reserved + size > self.limit_bytes:
+                raise StoreRefusal(OUT_OF_RESOURCES, "spool size limit reached")
+            self._reserved += size
+        tmp = self.incoming / f"{uuid.uuid4().hex}.part"
+        added = 0
+        try:
+            new_dir = not final.parent.exists()
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            old = final.stat().st_size if final.exists() else 0
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            if new_dir:
+                _fsync_dir(final.parent.parent)
+            added = size - old
+            return final, added
+        except OSError as exc:
+            raise StoreRefusal(OUT_OF_RESOURCES, f"cannot write spool: {exc.strerror}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+            with self._lock:
+                self._reserved -= size
+                self._used += added
+
+    def remove_series(self, series_uid: str) -> int:
+        """Delete a series folder (retention); returns the bytes freed."""
+        folder = self.series_dir(series_uid)
+        freed = sum(p.stat().st_size for p in folder.glob("*.dcm")) if folder.exists() else 0
+        shutil.rmtree(folder, ignore_errors=True)
+        with self._lock:
+            self._used = max(0, self._used - freed)
+        return freed
