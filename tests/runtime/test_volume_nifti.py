@@ -78,7 +78,9 @@ def test_singleton_fourth_axis_is_squeezed(tmp_path, asym_volume):
             "expected a 3D image",
         ),
         (
-            lambda p: nib.save(nib.Nifti1Image(np.zeros((8, 8, 4, 3), np.int16), np.eye(4)), str(p)),
+            lambda p: nib.save(
+                nib.Nifti1Image(np.zeros((8, 8, 4, 3), np.int16), np.eye(4)), str(p)
+            ),
             "expected a 3D image",
         ),
     ],
