@@ -193,3 +193,116 @@ def phantom_volume(
 ) -> tuple[Volume, np.ndarray]:
     hu, truth = phantom_hu(shape, **kw)
     return Volume(hu=hu, affine=phantom_affine(spacing)), truth
+
+
+class _Graph:
+    """A small builder for a conv net with random (He) weights and folded BatchNorm."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.n = 0
+
+    def name(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def weight(self, shape, fan_in: int, scale: float = 1.0) -> str:
+        name = self.name("w")
+        std = scale * np.sqrt(2.0 / fan_in)
+        value = (self.rng.standard_normal(shape) * std).astype(np.float32)
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], **attrs) -> str:
+        out = self.name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def conv(self, x: str, c_in: int, c_out: int, k: int, scale: float = 1.0) -> str:
+        w = self.weight((c_out, c_in, k, k), c_in * k * k, scale)
+        b = self.weight((c_out,), 1, 0.01)
+        return self.op("Conv", [x, w, b], kernel_shape=[k, k], pads=[k // 2] * 4)
+
+    def res_block(self, x: str, c_in: int, c_out: int) -> str:
+        y = self.op("Relu", [self.conv(x, c_in, c_out, 3)])
+        y = self.conv(y, c_out, c_out, 3, scale=0.5)
+        short = x if c_in == c_out else self.conv(x, c_in, c_out, 1)
+        return self.op("Relu", [self.op("Add", [y, short])])
+
+
+def build_resunet(info: ModelInfo, seed: int = 0) -> onnx.ModelProto:
+    """A ResUNet of the paper's shape (3→16→32→64→128, 256 bottleneck, transposed-conv decoder)
+    with random weights: real model cost without torch, for benchmarks.
+
+    The MC variant mirrors ``ugss.train``'s default placement: channel dropout on the 16-channel
+    features before the 1×1 head, fed as ``dropout_noise[T, 16]``, so the trunk runs once.
+    """
+    g = _Graph(seed)
+    x, skips, c_prev = "image", [], 3
+    for ch in (16, 32, 64, 128):
+        x = g.res_block(x, c_prev, ch)
+        skips.append(x)
+        x = g.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        c_prev = ch
+    x = g.res_block(x, 128, 256)
+    c_prev = 256
+    for ch, skip in zip((128, 64, 32, 16), reversed(skips), strict=True):
+        w = g.weight((c_prev, ch, 2, 2), c_prev)
+        b = g.weight((ch,), 1, 0.01)
+        up = g.op("ConvTranspose", [x, w, b], kernel_shape=[2, 2], strides=[2, 2])
+        x = g.res_block(g.op("Concat", [up, skip], axis=1), 2 * ch, ch)
+        c_prev = ch
+    head_w = (g.rng.standard_normal(16) * 0.3).astype(np.float32)
+    inputs = [_image_input()]
+    if info.kind == KIND_DETERMINISTIC:
+        g.inits.append(numpy_helper.from_array(head_w.reshape(1, 16, 1, 1), "head_w"))
+        g.inits.append(numpy_helper.from_array(np.array([-8.0], np.float32), "head_b"))
+        logit = g.op("Conv", [x, "head_w", "head_b"], kernel_shape=[1, 1])
+        g.nodes.append(helper.make_node("Sigmoid", [logit], ["prob"]))
+        outputs = [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 1, "H", "W"])]
+        return _model_from(g, inputs, outputs, info)
+    t = info.mc_samples
+    inputs.append(helper.make_tensor_value_info("dropout_noise", TensorProto.FLOAT, [t, 16]))
+    g.inits += [
+        numpy_helper.from_array(np.float32(info.dropout_rate), "rate"),
+        numpy_helper.from_array(np.float32(1.0 / (1.0 - info.dropout_rate)), "keep_scale"),
+        numpy_helper.from_array(head_w.reshape(1, 16), "head_w_row"),
+        numpy_helper.from_array(np.float32(-8.0), "head_b0"),
+        numpy_helper.from_array(np.float32(info.threshold), "thr"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([2, 3], np.int64), "axes23"),
+        numpy_helper.from_array(np.float32(1e-7), "eps"),
+        numpy_helper.from_array(np.float32(1 - 1e-7), "one_m_eps"),
+        numpy_helper.from_array(np.float32(1.0), "one"),
+        numpy_helper.from_array(np.float32(-1.0 / np.log(2.0)), "neg_inv_ln2"),
+    ]
+    keep = g.op("Cast", [g.op("GreaterOrEqual", ["dropout_noise", "rate"])], to=TensorProto.FLOAT)
+    w_eff = g.op("Mul", [g.op("Mul", [keep, "keep_scale"]), "head_w_row"])  # [T, 16]
+    feats = g.op("Transpose", [x], perm=[0, 2, 3, 1])  # [N, H, W, 16]
+    logits = g.op("MatMul", [feats, g.op("Transpose", [w_eff], perm=[1, 0])])  # [N, H, W, T]
+    logits = g.op("Add", [g.op("Transpose", [logits], perm=[0, 3, 1, 2]), "head_b0"])
+    p_t = g.op("Sigmoid", [logits])
+    g.nodes.append(helper.make_node("ReduceMean", [p_t, "axis1"], ["mean_prob"], keepdims=1))
+    pc = g.op("Clip", ["mean_prob", "eps", "one_m_eps"])
+    qc = g.op("Sub", ["one", pc])
+    h = g.op("Add", [g.op("Mul", [pc, g.op("Log", [pc])]), g.op("Mul", [qc, g.op("Log", [qc])])])
+    g.nodes.append(helper.make_node("Mul", [h, "neg_inv_ln2"], ["entropy"]))
+    fg = g.op("Cast", [g.op("GreaterOrEqual", [p_t, "thr"])], to=TensorProto.FLOAT)
+    g.nodes.append(helper.make_node("ReduceSum", [fg, "axes23"], ["sample_counts"], keepdims=0))
+    outputs = [
+        helper.make_tensor_value_info("mean_prob", TensorProto.FLOAT, ["N", 1, "H", "W"]),
+        helper.make_tensor_value_info("entropy", TensorProto.FLOAT, ["N", 1, "H", "W"]),
+        helper.make_tensor_value_info("sample_counts", TensorProto.FLOAT, ["N", t]),
+    ]
+    return _model_from(g, inputs, outputs, info)
+
+
+def _model_from(g: _Graph, inputs, outputs, info: ModelInfo) -> onnx.ModelProto:
+    graph = helper.make_graph(g.nodes, "ugss_resunet_random", inputs, outputs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9
+    helper.set_model_props(model, info.to_metadata())
+    onnx.checker.check_model(model)
+    return model

@@ -85,12 +85,31 @@ def test_outputs_on_the_input_grid_with_consistent_volume(
     blood = (hu > 60) & (hu < 100)
     assert (mask.astype(bool) & blood).sum() > 0.9 * mask.sum()
     assert report["components"][0]["side"] == "left"
+    # maps hold values in [0, 1] (uint8 + slope); the mask is where the stored prob is ≥ 0.5
+    prob = np.asarray(nib.load(str(tmp_path / "bleed_prob.nii.gz")).get_fdata())
+    unc = np.asarray(nib.load(str(tmp_path / "bleed_uncertainty.nii.gz")).get_fdata())
+    assert prob.min() >= 0.0 and unc.min() >= 0.0  # slope 1/255 is stored as float32
+    assert prob.max() <= 1 + 1e-6 and unc.max() <= 1 + 1e-6
+    assert (prob >= 0.5)[mask.astype(bool)].all()
     for stage in ("read", "preprocess", "model", "postprocess", "write", "pictures"):
         assert report["timings_s"][stage] >= 0
     for pic in ("bleed_montage.png", "bleed_3d.png"):
         assert (tmp_path / pic).read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "bleed_hemorrhage.ply").read_bytes().startswith(b"ply\n")
     assert "Hemorrhage present | **yes**" in (tmp_path / "bleed_report.md").read_text()
+
+
+def test_unit_map_round_trip(tmp_path):
+    from ugss.runtime.infer_cli import write_unit_map
+
+    hu, _ = om.phantom_hu((5, 32, 40))
+    volume = read_volume(save_ras_nifti(tmp_path / "s.nii.gz", hu))
+    data = np.random.default_rng(0).random(volume.shape, dtype=np.float32)
+    img = nib.load(str(write_unit_map(tmp_path / "m.nii.gz", data, volume)))
+    assert img.get_data_dtype() == np.uint8
+    back = read_volume(tmp_path / "m.nii.gz").hu  # read like any scan: canonical order
+    assert np.abs(back - data).max() <= 0.5 / 255 + 1e-6
+    np.testing.assert_array_equal(back >= 0.5, data >= 0.5)
 
 
 def test_hemorrhage_free_scan(models, scans, tmp_path, monkeypatch, capsys):

@@ -10,10 +10,13 @@ from __future__ import annotations
 import glob
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import nibabel as nib
+import numpy as np
 import typer
 
 from ugss.cli_support import run_cli, setup_logging
@@ -22,7 +25,8 @@ from ugss.runtime.engines import Engine, open_engine
 from ugss.runtime.io import read_volume
 from ugss.runtime.nifti import is_nifti_path, write_nifti
 from ugss.runtime.report import ScanReport, build_report
-from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_ML, segment_volume
+from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_ML, Segmentation, segment_volume
+from ugss.runtime.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +140,48 @@ def unique_names(paths: list[Path]) -> list[str]:
     return out
 
 
+def write_unit_map(path: Path, data: np.ndarray, like: Volume) -> Path:
+    """A map in [0, 1] as uint8 with ``scl_slope`` 1/255, on ``like``'s source grid.
+
+    Readers that apply the NIfTI scaling (nibabel, ITK, 3D Slicer) get values in [0, 1] back to
+    within 0.002; the file is ~10x smaller and ~8x faster to gzip than float32. At the default
+    threshold 0.5 the stored map thresholds exactly like the float map (0.5·255 falls between
+    two codes).
+    """
+    q = np.empty(data.shape, dtype=np.uint8)
+    for z in range(0, data.shape[0], 32):  # bounded temporaries for long scans
+        part = np.clip(data[z : z + 32], 0.0, 1.0) * 255.0
+        q[z : z + 32] = np.rint(part)
+    array, affine = like.to_source(q)
+    img = nib.Nifti1Image(array, affine)
+    img.header.set_slope_inter(1.0 / 255.0, 0.0)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    nib.save(img, str(path))
+    return path
+
+
+def write_outputs(volume: Volume, seg: Segmentation, out_dir: Path, name: str) -> dict[str, Path]:
+    """Mask (uint8 0/1), probability and uncertainty maps, gzipped in parallel threads."""
+    jobs = {
+        "mask": lambda: write_nifti(out_dir / f"{name}_mask.nii.gz", seg.mask, like=volume),
+        "prob": lambda: write_unit_map(out_dir / f"{name}_prob.nii.gz", seg.prob, volume),
+    }
+    if seg.entropy is not None:
+        entropy = seg.entropy
+        jobs["uncertainty"] = lambda: write_unit_map(
+            out_dir / f"{name}_uncertainty.nii.gz", entropy, volume
+        )
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # zlib releases the GIL
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
+        return {key: f.result() for key, f in futures.items()}
+
+
 def process_scan(
     path: Path, engine: Engine, out_dir: Path, name: str, opts: InferOptions
 ) -> ScanReport:
     """Read → segment → write NIfTI maps → pictures → report; returns the report."""
-    t0 = time.perf_counter()
+    start = t0 = time.perf_counter()
     volume = read_volume(path)
     t_read = time.perf_counter() - t0
     seg = segment_volume(
@@ -152,14 +193,7 @@ def process_scan(
         seed=opts.seed,
     )
     t0 = time.perf_counter()
-    outputs = {
-        "mask": write_nifti(out_dir / f"{name}_mask.nii.gz", seg.mask, like=volume),
-        "prob": write_nifti(out_dir / f"{name}_prob.nii.gz", seg.prob, like=volume),
-    }
-    if seg.entropy is not None:
-        outputs["uncertainty"] = write_nifti(
-            out_dir / f"{name}_uncertainty.nii.gz", seg.entropy, like=volume
-        )
+    outputs: dict[str, Path] = write_outputs(volume, seg, out_dir, name)
     t_write = time.perf_counter() - t0
     t0 = time.perf_counter()
     if opts.pictures:
@@ -179,7 +213,12 @@ def process_scan(
         volume,
         seg,
         engine,
-        timings={"read": t_read, "write": t_write, "pictures": t_pictures},
+        timings={
+            "read": t_read,
+            "write": t_write,
+            "pictures": t_pictures,
+            "total": time.perf_counter() - start,
+        },
         outputs={k: v.name for k, v in {**outputs, **files}.items()},
     )
     report.write(files["report_json"], files["report_md"])

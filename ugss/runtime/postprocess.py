@@ -51,11 +51,14 @@ class Component:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Cleaned:
-    """The mask after speck removal and what was removed."""
+    """The mask after speck removal, its component labels (inside ``box``) and what went."""
 
     mask: np.ndarray
+    labels: np.ndarray  # int32 labels 1..count of the kept components, shape of the box
+    count: int
+    box: tuple[slice, slice, slice]
     removed_components: int
     removed_ml: float
 
@@ -91,22 +94,29 @@ def label_components(mask: np.ndarray, connectivity: int = 3) -> tuple[np.ndarra
 def remove_small_components(
     mask: np.ndarray, voxel_ml: float, min_ml: float, connectivity: int = 3
 ) -> Cleaned:
-    """Drop connected components smaller than ``min_ml`` millilitres; returns a new mask."""
+    """Drop connected components smaller than ``min_ml`` millilitres; returns a new mask.
+
+    The labels of the kept components come along, so describing them needs no second pass.
+    """
     if min_ml < 0:
         raise ConfigError(f"minimum component size must be >= 0 mL, got {min_ml}")
     mask = np.asarray(mask, dtype=bool)
-    if min_ml == 0 or not mask.any():
-        return Cleaned(mask.copy(), 0, 0.0)
     labels, count, box = label_components(mask, connectivity)
+    if count == 0:
+        return Cleaned(mask.copy(), labels, 0, box, 0, 0.0)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    small = sizes * voxel_ml < min_ml
-    small[0] = False
+    keep = sizes * voxel_ml >= min_ml
+    keep[0] = False
+    removed = count - int(keep.sum())
+    removed_ml = float(sizes[1:][~keep[1:]].sum() * voxel_ml)
     out = mask.copy()
-    if small.any():
-        out[box] &= ~small[labels]
-    removed = int(small.sum())
-    log.debug("removed %d components below %.3f mL", removed, min_ml)
-    return Cleaned(out, removed, float(sizes[small].sum() * voxel_ml))
+    if removed:
+        lut = (np.cumsum(keep) * keep).astype(np.int32)  # kept ids renumbered 1..k, rest 0
+        labels = lut[labels]
+        out[box] = labels > 0
+        count -= removed
+        log.debug("removed %d components below %.3f mL", removed, min_ml)
+    return Cleaned(out, labels, count, box, removed, removed_ml)
 
 
 def head_midline_x(hu: np.ndarray) -> float:
@@ -128,9 +138,16 @@ def describe_components(
     *,
     midline_x: float,
     connectivity: int = 3,
+    cleaned: Cleaned | None = None,
 ) -> tuple[Component, ...]:
-    """Volume, slice range, side, centroid and mean uncertainty of each component, largest first."""
-    labels, count, box = label_components(mask, connectivity)
+    """Volume, slice range, side, centroid and mean uncertainty of each component, largest first.
+
+    ``cleaned`` (from ``remove_small_components`` on this mask) reuses its labels.
+    """
+    if cleaned is not None:
+        labels, count, box = cleaned.labels, cleaned.count, cleaned.box
+    else:
+        labels, count, box = label_components(mask, connectivity)
     if count == 0:
         return ()
     offset = np.array([s.start for s in box], dtype=np.float64)

@@ -29,7 +29,7 @@ ANISOTROPY = 0.1  # in-plane row vs column spacing may differ by this fraction
 BORDER_HEAD_FRACTION = 0.05  # of a slice's border pixels inside the head → truncated FOV
 UNCERTAIN_BITS = 0.5  # a voxel this uncertain (p ≈ 0.11–0.89) counts as uncertain
 HIGH_MEAN_UNCERTAINTY_BITS = 0.4
-STAGES = ("read", "preprocess", "model", "resample", "postprocess", "write", "pictures")
+STAGES = ("read", "preprocess", "model", "resample", "postprocess", "write", "pictures", "total")
 
 
 @dataclass(frozen=True)

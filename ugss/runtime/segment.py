@@ -164,7 +164,7 @@ def segment_volume(
     volume_ml = float(np.count_nonzero(mask)) * voxel_ml
     midline = head_midline_x(volume.hu)
     components = describe_components(
-        mask, volume, prob, entropy, midline_x=midline, connectivity=connectivity
+        mask, volume, prob, entropy, midline_x=midline, connectivity=connectivity, cleaned=cleaned
     )
     interval, samples = None, None
     if mc:
