@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ugss.synth.skullbase import SkullBase, draw_skull_base
+
 
 @dataclass(frozen=True)
 class TissueHU:
@@ -79,6 +81,7 @@ class HeadAnatomy:
     fissure_halfwidth: float
     atrophy: float  # 0 (young) … 1 (old)
     ventricles: Ventricles
+    base: SkullBase
     hu: TissueHU
 
     @property
@@ -154,6 +157,7 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
         fissure_halfwidth=rng.uniform(0.8, 1.5) + 1.5 * atrophy,
         atrophy=atrophy,
         ventricles=vent,
+        base=draw_skull_base(rng, width / 2.0, length / 2.0, height / 2.0),
         hu=hu,
     )
 

@@ -132,7 +132,8 @@ def write_cohort(
         ct_rel, mask_rel = f"ct_scans/{scan_id}{suffix}", f"masks/{scan_id}{suffix}"
         ct_path = out_dir / ct_rel
         volume = replace(volume, source=VolumeSource(str(ct_path), "nifti"))
-        write_nifti(ct_path, volume.hu, like=volume, dtype=np.int16)
+        # integer HU already: converting first halves the bytes write_nifti reorders
+        write_nifti(ct_path, volume.hu.astype(np.int16), like=volume, dtype=np.int16)
         write_nifti(out_dir / mask_rel, mask, like=volume, dtype=np.uint8)
         dicom_rel = ""
         if dicom:

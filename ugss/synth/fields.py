@@ -117,26 +117,19 @@ def _pool(side: int, sigma_px: float) -> np.ndarray:
     return planes
 
 
-def pool_noise(
-    rng: np.random.Generator, n_slices: int, height: int, width: int, sigma_px: float
-) -> np.ndarray:
-    """``(n_slices, height, width)`` float32 unit-variance noise, a fresh crop/flip per slice."""
+def pool_planes(rng: np.random.Generator, n_slices: int, height: int, width: int, sigma_px: float):
+    """Yield ``n_slices`` unit-variance noise planes ``(height, width)``: views of the pool,
+    each a fresh random crop, possibly flipped (read-only; combine, don't modify)."""
     side = -(-max(height, width) // 128) * 128  # few pool sizes, shared by nearby matrices
     pool = _pool(side, round(float(sigma_px) * 4) / 4)
     span = pool.shape[1] - np.array([height, width]) + 1
     picks = rng.integers(0, _POOL_PLANES, n_slices)
     oy = rng.integers(0, span[0], n_slices)
     ox = rng.integers(0, span[1], n_slices)
-    flips = rng.integers(0, 2, (n_slices, 2))
-    out = np.empty((n_slices, height, width), dtype=np.float32)
+    flips = rng.integers(0, 2, n_slices)
     for k in range(n_slices):
         plane = pool[picks[k], oy[k] : oy[k] + height, ox[k] : ox[k] + width]
-        if flips[k, 0]:
-            plane = plane[::-1]
-        if flips[k, 1]:
-            plane = plane[:, ::-1]
-        out[k] = plane
-    return out
+        yield plane[::-1] if flips[k] else plane  # row flips only: cheap strides
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,7 +150,7 @@ class DirectionalField:
         rng: np.random.Generator,
         radius_mm: float,
         wavelength_mm: tuple[float, float] = (16.0, 28.0),
-        waves: int = 24,
+        waves: int = 20,
     ) -> DirectionalField:
         """Waves whose wavelength at ``radius_mm`` from the centre is in ``wavelength_mm``."""
         dirs = rng.standard_normal((waves, 3))

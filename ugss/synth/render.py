@@ -9,13 +9,13 @@ slab of slices; only the noise touches the air around it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from ugss.synth.anatomy import HeadAnatomy, deep_grey_sd, ventricle_sd
-from ugss.synth.fields import DirectionalField, LatticeField, pool_noise, upsample_linear
+from ugss.synth.fields import DirectionalField, LatticeField, pool_planes, upsample_linear
 from ugss.synth.geometry import HeadPose, ScanGrid, head_coords, sphere_directions
 from ugss.synth.hemorrhage import (
     Bleed,
@@ -26,6 +26,7 @@ from ugss.synth.hemorrhage import (
     sulcal_taper,
     type_code,
 )
+from ugss.synth.skullbase import cavities
 
 AIR_HU = -1000.0
 MIN_HU, MAX_HU = -1024.0, 3071.0
@@ -41,7 +42,7 @@ class Geo:
     w: np.ndarray
     rq: np.ndarray  # distance from the head centre
     d_out: np.ndarray  # radial depth below the outer scalp surface
-    d_in: np.ndarray  # radial depth below the inner skull table
+    d_in: np.ndarray  # depth inside the cranial cavity (below the inner table, above the floor)
     scalp: np.ndarray  # scalp thickness here
     skull: np.ndarray  # skull thickness here
     ds: np.ndarray  # distance to the nearest sulcal wall's mid-surface
@@ -49,14 +50,21 @@ class Geo:
     idx: tuple[np.ndarray, np.ndarray, np.ndarray]  # voxel indices (k, j, i) of the box
     lump_field: LatticeField
     pix: float
+    d_floor: np.ndarray | None = None  # height above the cranial floor, where the box reaches it
 
     _ARRAYS = ("u", "v", "w", "rq", "d_out", "d_in", "scalp", "skull", "ds")
 
     def sub(self, rel: tuple[slice, slice, slice]) -> Geo:
         arrays = {name: getattr(self, name)[rel] for name in self._ARRAYS}
         idx = (self.idx[0][rel[0]], self.idx[1][rel[1]], self.idx[2][rel[2]])
+        floor = None if self.d_floor is None else self.d_floor[rel]
         return Geo(
-            **arrays, y_ras=self.y_ras[:, rel[1]], idx=idx, lump_field=self.lump_field, pix=self.pix
+            **arrays,
+            y_ras=self.y_ras[:, rel[1]],
+            idx=idx,
+            lump_field=self.lump_field,
+            pix=self.pix,
+            d_floor=floor,
         )
 
     @cached_property
@@ -100,11 +108,11 @@ def _intersect(a: tuple[slice, ...], b: tuple[slice, ...] | None):
 def _sulcal_distance(scene: Scene, idx, rq: np.ndarray) -> np.ndarray:
     """Distance (mm) to the nearest sulcal mid-surface, from the directional field.
 
-    The field is evaluated on a grid about 1.2 mm coarse in-plane and interpolated linearly: it
+    The field is evaluated on a grid about 1.3 mm coarse in-plane and interpolated linearly: it
     varies on a 3 mm scale at the cortex, and the cosines are the costliest step otherwise.
     """
     grid = scene.grid
-    f = max(1, int(1.2 / grid.pixel_mm))
+    f = max(1, round(1.3 / grid.pixel_mm))
     kc = idx[0]
     jc = idx[1][0] + f * np.arange(-(-(len(idx[1]) - 1) // f) + 1)
     ic = idx[2][0] + f * np.arange(-(-(len(idx[2]) - 1) // f) + 1)
@@ -142,11 +150,28 @@ def geometry(scene: Scene, box: tuple[slice, slice, slice]) -> Geo:
     )
     skull = np.maximum(skull, np.float32(1.5))
     d_in = d_out - scalp - skull
+    d_floor = None
+    if float(w.min()) < anat.base.top + 2.0:  # the slab reaches the skull base
+        d_floor = w - anat.base.floor(u, v)
+        np.minimum(d_in, d_floor, out=d_in)
     ds = _sulcal_distance(scene, idx, rq)
     sy = grid.spacing[1]
     y_ras = (grid.origin[1] - sy * idx[1]).astype(np.float32)[None, :, None]
     return Geo(
-        u, v, w, rq, d_out, d_in, scalp, skull, ds, y_ras, idx, scene.lump_field, grid.pixel_mm
+        u,
+        v,
+        w,
+        rq,
+        d_out,
+        d_in,
+        scalp,
+        skull,
+        ds,
+        y_ras,
+        idx,
+        scene.lump_field,
+        grid.pixel_mm,
+        d_floor,
     )
 
 
@@ -178,6 +203,11 @@ def paint_anatomy(scene: Scene, geo: Geo, box) -> tuple[np.ndarray, np.ndarray]:
     del hw, taper
     _paint_midline(scene, geo, box, hu, brain)
     _paint_deep(scene, geo, box, hu, brain)
+    if geo.d_floor is not None:
+        d_skull = geo.d_out - geo.scalp - geo.skull
+        layers = cavities(anat.base, geo.u, geo.v, geo.w, geo.d_floor, d_skull, pix, ramp)
+        for value, weight in layers:
+            _lerp(hu, np.float32(value), weight)
     return hu, brain
 
 
@@ -271,7 +301,10 @@ def render(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
     fracture = np.zeros(nz, dtype=bool)
     points = outer_points(anat, scene.pose)
     pix = grid.pixel_mm
-    texture = pool_noise(rng, nz, ny, nx, sigma_px=1.2 / pix)
+    # correlation lengths in pixels, as a reconstruction kernel gives: fine grain for noise,
+    # ~1 mm mottling for grey/white texture; coarse matrices get white noise
+    fine = pix < 1.0
+    tex_sd = np.float32(anat.hu.texture_sd)
     for k0 in range(0, nz, SLAB):
         box = slab_box(scene, k0, min(k0 + SLAB, nz), points)
         if box is None:
@@ -279,15 +312,13 @@ def render(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
         geo = geometry(scene, box)
         part, brain = paint_anatomy(scene, geo, box)
         paint_bleeds(scene, geo, box, part, labels[box], fracture[box[0]])
-        part += np.float32(anat.hu.texture_sd) * texture[box] * brain
+        shape = brain.shape
+        for k, plane in enumerate(pool_planes(rng, *shape, sigma_px=2.5 if fine else 0.0)):
+            part[k] += tex_sd * plane * brain[k]
         hu[box] = part
-    noise_sigma = 0.35 / pix
-    noise = pool_noise(rng, nz, ny, nx, sigma_px=noise_sigma if noise_sigma >= 0.3 else 0.0)
-    hu += np.float32(anat.hu.noise_sd) * noise
+    noise_sd = np.float32(anat.hu.noise_sd)
+    for k, plane in enumerate(pool_planes(rng, nz, ny, nx, sigma_px=0.8 if fine else 0.0)):
+        hu[k] += noise_sd * plane
     np.rint(hu, out=hu)
     np.clip(hu, MIN_HU, MAX_HU, out=hu)
     return hu, labels, fracture
-
-
-def with_bleeds(scene: Scene, bleeds: tuple[Bleed, ...]) -> Scene:
-    return replace(scene, bleeds=bleeds)
