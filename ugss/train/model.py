@@ -243,6 +243,8 @@ class ResUNet(nn.Module):
         if samples < 1:
             raise ConfigError(f"MC samples must be >= 1, got {samples}")
         n = state.x.shape[0]
+        if state.stage == len(SITES) - 1 and self.config.dropout_kind == "channel":
+            return self._channel_head_samples(state.x, samples, noise)
         x = state.x.repeat(samples, 1, 1, 1)
         # skips needed by stages after the split: dec level L uses skip index 4 - L
         skips = [
@@ -251,6 +253,27 @@ class ResUNet(nn.Module):
         ]
         out = self._run_from(x, state.stage, skips, True, noise)
         return out.reshape(samples, n, *out.shape[1:])
+
+    def _channel_head_samples(
+        self, f: torch.Tensor, samples: int, noise: Mapping[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Channel dropout just before the 1×1 head, T samples without repeating the features.
+
+        Dropping input channel c of a 1×1 conv for sample t scales its weight w_c by
+        m_tc/(1−p), so logit_t = b + Σ_c f_c·w_c·m_tc/(1−p): one batched matmul of the
+        ``(N, HW, C)`` features with ``(N, C, T)`` masked weights, the same numbers as T passes.
+        """
+        n, c, h, w = f.shape
+        p = self.config.dropout_rate
+        u = None if noise is None else noise.get("head")
+        if u is None:
+            u = torch.rand((samples * n, c, 1, 1), device=f.device, dtype=f.dtype)
+        keep = (u >= p).to(f.dtype).reshape(samples, n, c) * (1.0 / (1.0 - p))
+        coef = keep * self.head.weight.reshape(1, 1, c).to(f.dtype)  # (T, N, C)
+        feats = f.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for channels_last input
+        out = torch.bmm(feats, coef.permute(1, 2, 0))  # (N, HW, T)
+        out = out.permute(2, 0, 1).reshape(samples, n, 1, h, w)
+        return out + self.head.bias.reshape(1, 1, 1, 1, 1).to(f.dtype)
 
     def mc_logits(
         self,
