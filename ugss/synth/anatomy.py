@@ -115,17 +115,17 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
     length = rng.uniform(180.0, 200.0)
     height = rng.uniform(150.0, 175.0)
     scale = 1.0 + 0.8 * atrophy  # ventricles grow with age
-    ru = rng.uniform(3.5, 5.0) * np.sqrt(scale)
+    ru = float(rng.uniform(3.5, 5.0) * np.sqrt(scale))  # Python floats: arrays stay float32
     vent = Ventricles(
         u0=ru + rng.uniform(1.5, 3.0),
         v_mid=rng.uniform(-8.0, 2.0),
         w0=rng.uniform(-2.0, 8.0),
         length=rng.uniform(30.0, 38.0),
         ru=ru,
-        rw=rng.uniform(5.0, 7.0) * np.sqrt(scale),
+        rw=float(rng.uniform(5.0, 7.0) * np.sqrt(scale)),
         arch=rng.uniform(6.0, 12.0),
         spread=rng.uniform(6.0, 12.0),
-        third_halfwidth=rng.uniform(1.0, 2.0) * scale,
+        third_halfwidth=float(rng.uniform(1.0, 2.0) * scale),
     )
     grey = rng.uniform(36.0, 44.0)
     hu = TissueHU(
@@ -195,3 +195,8 @@ def deep_grey_sd(u: np.ndarray, v: np.ndarray, w: np.ndarray, vent: Ventricles) 
         out = sd if out is None else np.minimum(out, sd)
     assert out is not None
     return out
+
+
+def sulcal_taper(d_in: np.ndarray, depth: float) -> np.ndarray:
+    """Relative sulcal width at a depth below the inner table: open at the top, closed at depth."""
+    return np.clip(np.float32(1.25) - d_in * np.float32(1.0 / depth), 0.0, 1.0)

@@ -135,23 +135,27 @@ def head_coords(
     return out[0], out[1], out[2]
 
 
+def check_axcodes(axcodes: str) -> str:
+    """Normalize voxel axis codes such as 'ras' → 'RAS'; ``ConfigError`` unless one per axis."""
+    codes = str(axcodes).strip().upper()
+    axes = sorted(i for c in codes for i, pair in enumerate(("LR", "AP", "IS")) if c in pair)
+    if len(codes) != 3 or axes != [0, 1, 2]:
+        raise ConfigError(
+            f"orientation must be three axis codes like 'RAS' or 'LPS', got {axcodes!r}"
+        )
+    return codes
+
+
 def storage_grid(grid: ScanGrid, axcodes: str) -> SourceGrid | None:
     """The file grid for writing the canonical volume in voxel order ``axcodes`` (None: canonical).
 
     ``write_nifti(path, data, like=Volume(..., source_grid=this))`` then stores the data in that
     order with the matching affine, and ``read_nifti`` brings it back to the canonical grid.
     """
-    codes = tuple(axcodes.upper())
+    codes = tuple(check_axcodes(axcodes))
     if codes == CANONICAL_AXCODES:
         return None
-    if len(codes) != 3:
-        raise ConfigError(f"orientation must be three axis codes like 'RAS', got {axcodes!r}")
-    try:
-        target = nio.axcodes2ornt(codes)
-    except Exception as exc:
-        raise ConfigError(f"orientation {axcodes!r} is not a valid set of axis codes") from exc
-    if np.isnan(target).any() or sorted(target[:, 0]) != [0.0, 1.0, 2.0]:
-        raise ConfigError(f"orientation {axcodes!r} is not a valid set of axis codes")
+    target = nio.axcodes2ornt(codes)
     canon = nio.axcodes2ornt(CANONICAL_AXCODES)
     to_target = nio.ornt_transform(canon, target)
     shape_xyz = (grid.shape[2], grid.shape[1], grid.shape[0])
@@ -169,3 +173,8 @@ def sphere_directions(n_lat: int = 48, n_lon: int = 96) -> np.ndarray:
     phi = np.linspace(0.0, 2 * np.pi, n_lon, endpoint=False)
     t, p = np.meshgrid(theta, phi, indexing="ij")
     return np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], -1).reshape(-1, 3)
+
+
+def box_corners(center: np.ndarray, half: np.ndarray | float) -> np.ndarray:
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+    return center + signs * half

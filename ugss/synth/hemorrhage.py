@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ugss.errors import ConfigError
-from ugss.synth.anatomy import HeadAnatomy, ventricle_sd
+from ugss.synth.anatomy import HeadAnatomy, sulcal_taper, ventricle_sd
+from ugss.synth.geometry import box_corners
+from ugss.synth.partial import band, ramp, sheet
 
 if TYPE_CHECKING:
     from ugss.synth.render import Geo
@@ -84,28 +86,6 @@ def parse_types(spec: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def ramp(x: np.ndarray, pix: float) -> np.ndarray:
-    """Area fraction of a pixel of width ``pix`` on the positive side of a boundary at x = 0."""
-    return np.clip(x * np.float32(1.0 / pix) + np.float32(0.5), 0.0, 1.0)
-
-
-def band(x: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float, pix: float) -> np.ndarray:
-    """Area fraction of a pixel centred at ``x`` inside ``[lo, hi]`` (exact in 1D, 0 when thin)."""
-    h = np.float32(pix / 2.0)
-    inside = np.minimum(x + h, hi) - np.maximum(x - h, lo)
-    return np.clip(inside * np.float32(1.0 / pix), 0.0, 1.0)
-
-
-def sheet(dist: np.ndarray, halfwidth: np.ndarray | float, pix: float) -> np.ndarray:
-    """Area fraction inside a sheet of ``halfwidth`` around a mid-surface, from |distance|."""
-    return band(dist, -halfwidth, halfwidth, pix)
-
-
-def sulcal_taper(d_in: np.ndarray, depth: float) -> np.ndarray:
-    """Relative sulcal width at a depth below the inner table: open at the top, closed at depth."""
-    return np.clip(np.float32(1.25) - d_in * np.float32(1.0 / depth), 0.0, 1.0)
-
-
 class Bleed(Protocol):
     kind: str
     hu: float
@@ -123,11 +103,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x)
 
 
-def _corners(center: np.ndarray, half: np.ndarray | float) -> np.ndarray:
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
-    return center + signs * half
-
-
 @dataclass(frozen=True, eq=False)
 class Intraparenchymal:
     """Lumpy ellipsoid; ``axes`` columns are its principal directions in the head frame."""
@@ -142,11 +117,12 @@ class Intraparenchymal:
 
     def bounds(self, anat: HeadAnatomy) -> np.ndarray:
         reach = float(self.radii.max()) * (1 + 2.5 * self.lump) + self.edema_mm + 2.0
-        return _corners(self.center, reach)
+        return box_corners(self.center, reach)
 
     def signed_distance(self, geo: Geo) -> np.ndarray:
         """Approximate distance (mm) outside the lumpy surface (< 0 inside)."""
-        du, dv, dw = (geo.u - self.center[0], geo.v - self.center[1], geo.w - self.center[2])
+        cu, cv, cw = (float(x) for x in self.center)  # Python floats keep the arrays float32
+        du, dv, dw = geo.u - cu, geo.v - cv, geo.w - cw
         rho2 = None
         for col in range(3):
             e = self.axes[:, col] / self.radii[col]
@@ -244,7 +220,7 @@ class Intraventricular:
 
     def bounds(self, anat: HeadAnatomy) -> np.ndarray:
         lo, hi = anat.ventricles.head_box()
-        return _corners((lo + hi) / 2, (hi - lo) / 2)
+        return box_corners((lo + hi) / 2, (hi - lo) / 2)
 
     def weight(self, geo: Geo, anat: HeadAnatomy) -> np.ndarray:
         wgt = ramp(-ventricle_sd(geo.u, geo.v, geo.w, anat.ventricles), geo.pix)
@@ -266,10 +242,11 @@ class Subarachnoid:
     kind: str = "subarachnoid"
 
     def bounds(self, anat: HeadAnatomy) -> np.ndarray:
-        return _corners(self.center, self.radius + 2.0)
+        return box_corners(self.center, self.radius + 2.0)
 
     def weight(self, geo: Geo, anat: HeadAnatomy) -> np.ndarray:
-        du, dv, dw = (geo.u - self.center[0], geo.v - self.center[1], geo.w - self.center[2])
+        cu, cv, cw = (float(x) for x in self.center)
+        du, dv, dw = geo.u - cu, geo.v - cv, geo.w - cw
         ball = ramp(np.float32(self.radius) - np.sqrt(du * du + dv * dv + dw * dw), geo.pix)
         depth = np.float32(anat.sulcal_depth)
         strands = sheet(geo.ds, np.float32(self.halfwidth) * sulcal_taper(geo.d_in, depth), geo.pix)

@@ -14,18 +14,11 @@ from functools import cached_property
 
 import numpy as np
 
-from ugss.synth.anatomy import HeadAnatomy, deep_grey_sd, ventricle_sd
+from ugss.synth.anatomy import HeadAnatomy, deep_grey_sd, sulcal_taper, ventricle_sd
 from ugss.synth.fields import DirectionalField, LatticeField, pool_planes, upsample_linear
-from ugss.synth.geometry import HeadPose, ScanGrid, head_coords, sphere_directions
-from ugss.synth.hemorrhage import (
-    Bleed,
-    ExtraAxial,
-    _corners,
-    ramp,
-    sheet,
-    sulcal_taper,
-    type_code,
-)
+from ugss.synth.geometry import HeadPose, ScanGrid, box_corners, head_coords, sphere_directions
+from ugss.synth.hemorrhage import Bleed, ExtraAxial, Intraparenchymal, type_code
+from ugss.synth.partial import ramp, sheet
 from ugss.synth.skullbase import cavities
 
 AIR_HU = -1000.0
@@ -205,7 +198,7 @@ def paint_anatomy(scene: Scene, geo: Geo, box) -> tuple[np.ndarray, np.ndarray]:
     _paint_deep(scene, geo, box, hu, brain)
     if geo.d_floor is not None:
         d_skull = geo.d_out - geo.scalp - geo.skull
-        layers = cavities(anat.base, geo.u, geo.v, geo.w, geo.d_floor, d_skull, pix, ramp)
+        layers = cavities(anat.base, geo.u, geo.v, geo.w, geo.d_floor, d_skull, pix)
         for value, weight in layers:
             _lerp(hu, np.float32(value), weight)
     return hu, brain
@@ -220,7 +213,7 @@ def _paint_midline(scene: Scene, geo: Geo, box, hu: np.ndarray, brain: np.ndarra
     """Interhemispheric fissure (CSF) and falx, above the corpus callosum and at the poles."""
     anat, vent = scene.anat, scene.anat.ventricles
     half = np.array([8.0, anat.b + 5.0, anat.c + 5.0])
-    rel = _sub_box(scene, box, _corners(np.zeros(3), half))
+    rel = _sub_box(scene, box, box_corners(np.zeros(3), half))
     if rel is None:
         return
     g, pix = geo.sub(rel), geo.pix
@@ -238,7 +231,7 @@ def _paint_midline(scene: Scene, geo: Geo, box, hu: np.ndarray, brain: np.ndarra
 def _paint_deep(scene: Scene, geo: Geo, box, hu: np.ndarray, brain: np.ndarray) -> None:
     """Deep grey nuclei and the ventricles."""
     lo, hi = scene.anat.ventricles.head_box()
-    rel = _sub_box(scene, box, _corners((lo + hi) / 2, (hi - lo) / 2))
+    rel = _sub_box(scene, box, box_corners((lo + hi) / 2, (hi - lo) / 2))
     if rel is None:
         return
     g, pix, vent = geo.sub(rel), geo.pix, scene.anat.ventricles
@@ -269,9 +262,9 @@ def paint_bleeds(
             gap = bleed.fracture_weight(g) * bone
             _lerp(hu[rel], np.float32(anat.hu.scalp + 10.0), gap)
             fracture[rel[0]] |= np.any(gap >= 0.5, axis=(1, 2))
-        if hasattr(bleed, "signed_distance"):  # perihematomal edema around a parenchymal clot
-            sd = bleed.signed_distance(g)  # type: ignore[attr-defined]
-            edema = ramp(np.float32(bleed.edema_mm) - sd, pix) * ramp(g.d_in - anat.csf_t, pix)  # type: ignore[attr-defined]
+        if isinstance(bleed, Intraparenchymal):  # perihematomal edema around the clot
+            sd = bleed.signed_distance(g)
+            edema = ramp(np.float32(bleed.edema_mm) - sd, pix) * ramp(g.d_in - anat.csf_t, pix)
             _lerp(hu[rel], np.float32(anat.hu.white - 9.0), 0.7 * edema)
         weight = bleed.weight(g, anat)
         _lerp(hu[rel], np.float32(bleed.hu), weight)

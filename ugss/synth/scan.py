@@ -17,7 +17,14 @@ from ugss.errors import ConfigError
 from ugss.runtime.volume import Volume, VolumeSource
 from ugss.synth.anatomy import HeadAnatomy, draw_anatomy
 from ugss.synth.fields import DirectionalField, LatticeField
-from ugss.synth.geometry import STORAGE_AXCODES, HeadPose, ScanGrid, exact_mm, storage_grid
+from ugss.synth.geometry import (
+    STORAGE_AXCODES,
+    HeadPose,
+    ScanGrid,
+    check_axcodes,
+    exact_mm,
+    storage_grid,
+)
 from ugss.synth.hemorrhage import (
     TYPES,
     Bleed,
@@ -98,13 +105,19 @@ def _layout(rng, matrix: int, fov: str | None) -> tuple[int, int, str]:
     return (matrix, cut, fov) if fov == "rect" else (cut, cut, fov)
 
 
-def _in_plane(rng, anat: HeadAnatomy, pose: HeadPose, rows: int, cols: int, spacing: float | None):
-    """Pixel spacing and the head centre's RAS x, y so the head fits inside the image."""
+def _in_plane(
+    rng, anat: HeadAnatomy, pose: HeadPose, matrix: int, rows: int, cols: int, spacing: float | None
+):
+    """Pixel spacing and the head centre's RAS x, y so the head fits inside the image.
+
+    The spacing is drawn for the nominal ``matrix`` (0.4–0.5 mm at 512), so a cut-down layout has
+    a smaller field of view, enlarged only as far as the head needs.
+    """
     pts = outer_points(anat, pose) - pose.center
     ext = pts.max(axis=0) - pts.min(axis=0)
     need = max((ext[0] + 2 * _MARGIN_MM) / cols, (ext[1] + 2 * _MARGIN_MM) / rows)
     if spacing is None:
-        s = max(rng.uniform(0.4, 0.5) * 512.0 / max(rows, cols), need)
+        s = max(rng.uniform(0.4, 0.5) * 512.0 / matrix, need)
         s = np.ceil(s * 1024.0) / 1024.0
     else:
         s = exact_mm(spacing)
@@ -135,14 +148,8 @@ def _focus(bleed: Bleed, anat: HeadAnatomy) -> np.ndarray:
         return bleed.center
     if isinstance(bleed, ExtraAxial):
         return bleed.normal * (anat.inner_radius(bleed.normal[None])[0] - 0.5 * bleed.thickness)
-    v = anat.ventricles
-    return np.array(
-        [
-            v.u0 * (bleed.sides[0] if isinstance(bleed, Intraventricular) else 1),
-            v.v_mid + 0.6 * v.length,
-            v.w0,
-        ]
-    )
+    v, side = anat.ventricles, bleed.sides[0] if isinstance(bleed, Intraventricular) else 1
+    return np.array([v.u0 * side, v.v_mid + 0.6 * v.length, v.w0])  # an occipital horn
 
 
 def _z_range(rng, anat, pose, bleeds, sz: float, cap: int | None) -> tuple[float, int]:
@@ -234,12 +241,13 @@ def make_scan(
         np.zeros(3), rng.uniform(-15.0, 15.0), rng.uniform(-12.0, 15.0), rng.uniform(-5.0, 5.0)
     )
     rows, cols, layout = _layout(rng, int(matrix), fov)
-    s, ox, oy, cx, cy = _in_plane(rng, anat, pose0, rows, cols, pixel_spacing)
+    s, ox, oy, cx, cy = _in_plane(rng, anat, pose0, int(matrix), rows, cols, pixel_spacing)
     pose = HeadPose(np.array([cx, cy, rng.uniform(-40.0, 40.0)]), pose0.rotation)
     if thin is None:
         thin = bool(rng.random() < 0.15)
     sz = float(rng.choice(THIN_THICKNESS, p=[0.3, 0.4, 0.3])) if thin else 5.0
     sz = exact_mm(slice_thickness if slice_thickness is not None else sz)
+    thin = sz < 4.0
     cap = THIN_MAX_SLICES if sz < 4.0 else None
     if max_slices is not None:
         cap = min(cap or max_slices, max_slices)
@@ -247,7 +255,7 @@ def make_scan(
         codes = list(STORAGE_AXCODES)
         p = np.array(list(STORAGE_AXCODES.values()))
         orientation = codes[int(rng.choice(len(codes), p=p / p.sum()))]
-    orientation = orientation.upper()
+    orientation = check_axcodes(orientation)
 
     wanted = _kinds(rng, hemorrhage)
     total_ml = (

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ugss.synth.partial import ramp
+
 
 @dataclass(frozen=True)
 class SkullBase:
@@ -92,7 +94,7 @@ def _ellipsoid_sd(u, v, w, center, radii) -> np.ndarray:
 
 
 def cavities(
-    base: SkullBase, u, v, w, d_floor, d_skull, pix, ramp
+    base: SkullBase, u, v, w, d_floor, d_skull, pix: float
 ) -> list[tuple[float, np.ndarray]]:
     """(HU, weight) layers to paint, in order, beneath the cranial floor inside the skull."""
     inside = ramp(d_skull - 1.5, pix)
