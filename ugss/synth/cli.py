@@ -81,7 +81,14 @@ def main_command(
         bool, typer.Option("--compress", help="Write .nii.gz files instead of .nii.")
     ] = False,
 ) -> None:
-    """Generate the cohort; prints one line per scan and a summary table."""
+    """Write a synthetic head-CT cohort under OUT in the PhysioNet CT-ICH layout.
+
+    ct_scans/NNN.nii: int16 HU; masks/NNN.nii: uint8 0/1 hemorrhage mask on the same grid.
+
+    hemorrhage_diagnosis_raw_ct.csv: PhysioNet's per-slice labels (SliceNumber 1-based).
+
+    truth.csv: per scan types, volume (mL), 0-based positive slices, spacing, shape and seed.
+    """
     validate_options(out, n, seed, matrix, thin_fraction, free_fraction)
     err = Console(stderr=True)
     with Progress(
