@@ -11,6 +11,7 @@ import torch
 
 from ugss.errors import ConfigError
 from ugss.runtime.nifti import read_nifti
+from ugss.synth import make_cohort
 from ugss.train.checkpoint import read_checkpoint
 from ugss.train.config import DataConfig, MethodConfig, OptimConfig, RunConfig, TrainConfig
 from ugss.train.loop import TrainHooks, train
@@ -21,12 +22,6 @@ from ugss.train.predict import load_checkpoint, predict_volume, predict_volume_m
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
-    try:
-        from ugss.synth import make_cohort
-    except ImportError:  # TEMP until ugss.synth lands
-        from train_toys import write_toy_cohort
-
-        return write_toy_cohort(root, n_scans=5)
     make_cohort(root, n_scans=5, seed=3, matrix=64, thin_fraction=0.0, free_fraction=0.2)
     return root
 
