@@ -128,7 +128,11 @@ def preprocess_profile(scan: Path, input_size: int, repeats: int) -> dict[str, f
 
 
 def peak_memory(models: dict[str, Path], slices: int, matrix: int, work: Path) -> dict:
-    """Peak RSS of ``ugss-infer`` (a fresh process) on a thin-slice scan, per model kind."""
+    """Peak RSS of ``ugss-infer`` (a fresh process) on a thin-slice scan, per model kind.
+
+    Read from the child's own ``VmHWM``: ``ru_maxrss`` would include this (large) parent,
+    which Linux carries across fork + exec.
+    """
     import onnx_models as om
 
     from ugss.runtime.nifti import write_nifti
@@ -142,11 +146,12 @@ def peak_memory(models: dict[str, Path], slices: int, matrix: int, work: Path) -
     result = {}
     for kind, model in models.items():
         code = (
-            "import resource, sys\n"
+            "import sys\n"
             "from ugss.runtime.infer_cli import main\n"
             "sys.argv = sys.argv[1:]\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')]\n"
+            "print('PEAK', hwm[0].split()[1])\n"
         )
         args = ["ugss-infer", str(scan), "--model", str(model), "-o", str(work / kind)]
         if kind == "deterministic":

@@ -254,3 +254,25 @@ def test_bundled_default_model(scans, tmp_path, monkeypatch, capsys):
     assert report["total_volume_ml"] == pytest.approx(np.count_nonzero(mask) * voxel_ml)
     if report["interval_ml"] is not None:
         assert report["interval_ml"][0] <= report["total_volume_ml"] <= report["interval_ml"][1]
+
+
+def test_synthetic_scan_in_another_orientation(models, tmp_path, monkeypatch, capsys):
+    """A ugss.synth scan stored in a non-canonical voxel order (when the synth package is here)."""
+    scan_mod = pytest.importorskip("ugss.synth.scan")
+    from ugss.runtime.nifti import write_nifti
+
+    volume, _, truth = scan_mod.make_scan(5, matrix=96, hemorrhage="subdural", orientation="PLS")
+    path = write_nifti(tmp_path / "synth.nii.gz", volume.hu, like=volume, dtype=np.int16)
+    code, _, err = run(
+        monkeypatch, capsys, path, "--model", models["mc"], "-o", tmp_path / "o", "--no-pictures"
+    )
+    assert code == 0, err
+    src, mask_img = nib.load(str(path)), nib.load(str(tmp_path / "o" / "synth_mask.nii.gz"))
+    assert "".join(nib.aff2axcodes(src.affine)) == truth.orientation == "PLS"
+    assert mask_img.shape == src.shape
+    np.testing.assert_allclose(mask_img.affine, src.affine, atol=1e-5)
+    report = json.loads((tmp_path / "o" / "synth_report.json").read_text())
+    voxel_ml = abs(np.linalg.det(src.affine[:3, :3])) / 1000.0
+    count = np.count_nonzero(np.asarray(mask_img.dataobj))
+    assert report["total_volume_ml"] == pytest.approx(count * voxel_ml)
+    assert report["scan"]["source_orientation"] == "PLS"

@@ -19,6 +19,27 @@ from ugss.runtime.preprocess import (
 )
 from ugss.runtime.volume import SourceGrid, Volume, VolumeSource, canonicalize
 
+# Inference names load on first use, so importing the package (as training does for the
+# shared preprocessing) does not import onnxruntime.
+_LAZY = {
+    "Engine": "ugss.runtime.engines",
+    "EngineOutput": "ugss.runtime.engines",
+    "open_engine": "ugss.runtime.engines",
+    "Segmentation": "ugss.runtime.segment",
+    "segment_volume": "ugss.runtime.segment",
+    "ScanReport": "ugss.runtime.report",
+    "build_report": "ugss.runtime.report",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_WINDOWS",
     "DicomSeriesInfo",
@@ -38,4 +59,5 @@ __all__ = [
     "resize_plane",
     "write_dicom_series",
     "write_nifti",
+    *_LAZY,
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ugss.runtime.postprocess import HEAD_HU
+from ugss.runtime.postprocess import HEAD_HU, bounding_box
 from ugss.runtime.segment import Segmentation
 from ugss.runtime.volume import Volume
 
@@ -130,17 +130,19 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
 def _surface(data: np.ndarray, level: float, spacing: tuple[float, ...], step: int = 1):
     from skimage.measure import marching_cubes
 
-    padded = np.pad(data, 1, mode="constant", constant_values=data.min())
+    padded = np.pad(data, 1, mode="constant", constant_values=data.min())  # closed surfaces
     verts, faces, _, _ = marching_cubes(padded, level=level, spacing=spacing, step_size=step)
     return verts - np.asarray(spacing), faces  # undo the one-voxel pad
 
 
 def hemorrhage_surface(volume: Volume, mask: np.ndarray):
     """Marching cubes on the mask: ``(verts (z, y, x) voxel indices, faces)``, or None if empty."""
-    if not mask.any():
+    box = bounding_box(mask)
+    if box is None:
         return None
-    step = 2 if np.count_nonzero(mask) > MAX_MASK_VOXELS_FULL else 1
-    return _surface(mask.astype(np.float32), 0.5, (1.0, 1.0, 1.0), step)
+    step = 2 if np.count_nonzero(mask[box]) > MAX_MASK_VOXELS_FULL else 1
+    verts, faces = _surface(mask[box].astype(np.float32), 0.5, (1.0, 1.0, 1.0), step)
+    return verts + np.array([b.start for b in box], dtype=verts.dtype), faces
 
 
 def head_surface(volume: Volume, grid: int = HEAD_GRID):
