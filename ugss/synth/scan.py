@@ -53,7 +53,7 @@ class ScanTruth:
     seed: int
     types: tuple[str, ...]  # present types, PhysioNet order; () when hemorrhage-free
     volume_ml: float  # mask voxels × voxel volume
-    volumes_ml: dict[str, float]  # per type
+    volumes_ml: dict[str, float] = field(hash=False)  # per type
     positive_slices: tuple[int, ...]  # 0-based canonical slice indices with any blood
     slice_types: tuple[tuple[str, ...], ...]  # per slice: the types on it
     fracture_slices: tuple[int, ...]  # 0-based slices where a skull fracture line shows
@@ -65,7 +65,7 @@ class ScanTruth:
     ct_path: str = ""
     mask_path: str = ""
     dicom_dir: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def n_positive_slices(self) -> int:
