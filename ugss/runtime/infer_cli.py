@@ -285,7 +285,8 @@ def infer(
         typer.Option(
             "--model",
             help="Model file: ONNX from ugss-export (.onnx) or a TensorRT plan (.plan); with "
-            "--triton-url the model's name on the server. Default: the bundled model.",
+            "--triton-url the model's name on the server (default ugss). Default: the bundled "
+            "model.",
         ),
     ] = None,
     provider: Annotated[

@@ -29,7 +29,8 @@ BRAIN_WINDOW = (40.0, 80.0)
 MAX_MONTAGE_SLICES = 12
 MONTAGE_COLUMNS = 6
 HEAD_GRID = 80  # in-plane size the head is downsampled to for its surface
-MAX_MASK_VOXELS_FULL = 400_000  # above this the hemorrhage surface uses marching-cubes step 2
+MAX_MASK_VOXELS_FULL = 400_000
+VIEW_AZIM = -90  # with elev -90: patient left on the right, anterior up
 
 
 def _figure(width: float, height: float):
@@ -155,9 +156,10 @@ def head_surface(volume: Volume, grid: int = HEAD_GRID):
 
 
 def _mm(verts_zyx: np.ndarray, volume: Volume) -> np.ndarray:
-    """Index (z, y, x) → display mm (x to patient left, y anterior up, z superior)."""
+    """Index (z, y, x) → display mm along patient left, posterior, superior (LPS: right-handed,
+    so matplotlib draws the head unmirrored)."""
     sz, sy, sx = volume.spacing
-    return np.stack([verts_zyx[:, 2] * sx, -verts_zyx[:, 1] * sy, verts_zyx[:, 0] * sz], axis=1)
+    return np.stack([verts_zyx[:, 2] * sx, verts_zyx[:, 1] * sy, verts_zyx[:, 0] * sz], axis=1)
 
 
 def render_3d(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
@@ -170,7 +172,8 @@ def render_3d(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
     bleed = hemorrhage_surface(volume, seg.mask)
     fig = _figure(9.0, 4.6)
     light = LightSource(azdeg=225, altdeg=45)
-    views = (("anterior-left oblique", 20, -60), ("from above", 90, -90))
+    # the second view looks up from the feet with the nose up, as the axial slices are shown
+    views = (("anterior-left oblique", 20, -60), ("from below, as the slices", -90, VIEW_AZIM))
     if head is not None:
         pts = _mm(head[0], volume)
     elif bleed is not None:
@@ -204,8 +207,11 @@ def render_3d(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
         ax.set_box_aspect(np.maximum(hi - lo, 1.0))
         ax.view_init(elev=elev, azim=azim)
         ax.set_xlabel("→ patient left (mm)", fontsize=7)
-        ax.set_ylabel("→ anterior (mm)", fontsize=7)
-        ax.set_zlabel("→ superior (mm)", fontsize=7)
+        ax.set_ylabel("→ posterior (mm)", fontsize=7)
+        if abs(elev) < 80:
+            ax.set_zlabel("→ superior (mm)", fontsize=7)
+        else:
+            ax.set_zticks([])
         ax.tick_params(labelsize=6)
         ax.set_title(label, fontsize=9)
     text = f"{seg.volume_ml:.2f} mL" if seg.hemorrhage_present else "no hemorrhage"
