@@ -1,0 +1,125 @@
+"""``ugss-export CKPT``: ONNX (deterministic + batched MC dropout), TensorRT, Triton.
+
+    ugss-export model.pt --onnx model.onnx --mc-samples 8
+    ugss-export model.pt --onnx model.onnx --trt            # + model.plan (fp16), model-det.plan
+    ugss-export model.pt --onnx model.onnx --triton repo/   # + repo/ugss/, repo/ugss-det/
+
+Writes the MC model to --onnx and its deterministic twin beside it (``-det.onnx``); prints the
+parity of every graph with PyTorch. Thin over ``ugss.export.api.export_checkpoint``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ugss.cli_support import run_cli, setup_logging
+from ugss.export.api import ExportOptions, ExportResult, export_checkpoint
+
+app = typer.Typer(add_completion=False, help=__doc__)
+console = Console(stderr=True)
+_O = ExportOptions(onnx=Path("model.onnx"))
+
+
+@app.command()
+def main_command(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Training checkpoint written by ugss-train (best.pt / last.pt)")
+    ],
+    onnx: Annotated[
+        Path | None,
+        typer.Option("--onnx", help="Output .onnx path (default: the checkpoint's name + .onnx)"),
+    ] = None,
+    mc_samples: Annotated[
+        int,
+        typer.Option(
+            "--mc-samples",
+            help="MC dropout samples T in the MC graph; 0 = only the deterministic graph",
+        ),
+    ] = _O.mc_samples,
+    weights: Annotated[
+        str, typer.Option("--weights", help="student | teacher | auto (the validated one)")
+    ] = _O.weights,
+    noise: Annotated[
+        str,
+        typer.Option(
+            "--noise",
+            help="MC dropout noise: input (dropout_noise[T,C] fed by the runtime, exact replay) "
+            "| graph (RandomUniformLike inside the graph)",
+        ),
+    ] = _O.noise,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Probability threshold for masks and counts")
+    ] = _O.threshold,
+    name: Annotated[str, typer.Option("--name", help="Model name (Triton model folder)")] = _O.name,
+    model_version: Annotated[
+        int, typer.Option("--model-version", help="Model version (metadata, Triton folder)")
+    ] = _O.version,
+    exporter: Annotated[
+        str,
+        typer.Option("--exporter", help="legacy (TorchScript, opset 17, fast) | dynamo (opset 18)"),
+    ] = _O.exporter,
+    trt: Annotated[
+        bool, typer.Option("--trt", help="Also build TensorRT engines (needs an NVIDIA GPU)")
+    ] = False,
+    fp32: Annotated[
+        bool, typer.Option("--fp32", help="TensorRT engine in fp32 instead of fp16 (with --trt)")
+    ] = False,
+    triton: Annotated[
+        Path | None,
+        typer.Option("--triton", help="Write a Triton Inference Server model repository here"),
+    ] = None,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Largest batch for TensorRT profiles and Triton")
+    ] = _O.max_batch,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step")] = False,
+) -> None:
+    """Export a trained checkpoint: MC ONNX + deterministic twin, optionally TensorRT / Triton.
+
+    Example: ugss-export best.pt --onnx model.onnx --mc-samples 8 [--trt] [--triton repo/]
+    """
+    if verbose:
+        setup_logging(True)
+    options = ExportOptions(
+        onnx=onnx if onnx is not None else checkpoint.with_suffix(".onnx"),
+        weights=weights,
+        mc_samples=mc_samples,
+        noise=noise,
+        threshold=threshold,
+        name=name,
+        version=model_version,
+        exporter=exporter,
+        trt=trt,
+        fp16=not fp32,
+        triton=triton,
+        max_batch=max_batch,
+    )
+    with console.status("exporting") as status:
+        result = export_checkpoint(checkpoint, options, lambda msg: status.update(msg))
+    _report(result)
+
+
+def _report(result: ExportResult) -> None:
+    """One row per file; then the parity lines the issue asks for (max |Δ| vs PyTorch)."""
+    table = Table(title=f"ugss-export {result.checkpoint.name} (sha256 {result.sha256[:12]}…)")
+    for col in ("file", "kind", "form", "seconds", "max |Δ| vs PyTorch", "notes"):
+        table.add_column(col)
+    for a in result.artifacts:
+        parity = f"{a.parity.max_prob_diff:.1e}" if a.parity else "–"
+        table.add_row(str(a.path), a.kind, a.form, f"{a.seconds:.1f}", parity, a.note)
+    Console(width=160).print(table)
+    for a in result.artifacts:
+        if a.parity is not None:
+            print(f"parity {a.kind} ({a.path.name}): {a.parity.describe()} (limit 1e-4)")
+
+
+def main() -> None:
+    run_cli(app)
+
+
+if __name__ == "__main__":
+    main()
