@@ -6,6 +6,7 @@ A thin shell: parse, build a ``NodeConfig`` (TOML file, then flags), call the li
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -120,6 +121,8 @@ def serve(
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     setup_logging(verbose)
+    for noisy in ("pynetdicom", "highdicom", "pydicom"):  # their INFO lines are per PDU/module
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
     from ugss.dicom_node.node import Node
 
     stop = threading.Event()

@@ -1,8 +1,14 @@
-"""The node's state in SQLite (WAL, synchronous FULL): series, instances, jobs and the outbox.
+"""The node's state in SQLite (WAL): series, instances, jobs and the outbox.
 
 Migrations are named and recorded in ``schema_migrations``. One connection is shared by the
 node's threads behind a lock; each public method is one short transaction, so an instance row
 is committed before its C-STORE is answered and a job's outbox rows land with its result.
+
+Durability: WAL with ``synchronous=NORMAL`` survives a crash of the node (committed
+transactions are in the WAL); after a power loss the newest transactions may be missing, so
+the spool — whose files are fsynced before the answer — is the truth for instances, and
+``Node.start`` re-records any spooled file the database does not know (``known_paths``).
+Result UIDs are deterministic, so a job or delivery replayed after a power loss adds nothing.
 
 States:
 - series: receiving → queued → processing → done | failed (a new instance reopens it)
@@ -130,7 +136,7 @@ class NodeDB:
         self._lock = threading.RLock()
         if not readonly:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
 
@@ -221,6 +227,9 @@ class NodeDB:
             )
             n = (row["n_instances"] if row is not None else 0) + 1
             return NewInstance(True, reopened, n)
+
+    def known_paths(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT path FROM instances")}
 
     def spool_bytes(self) -> int:
         return int(self._query("SELECT COALESCE(SUM(bytes), 0) FROM series")[0][0])

@@ -10,6 +10,8 @@ import logging
 import threading
 from types import TracebackType
 
+import pydicom
+
 from ugss.dicom_node.config import NodeConfig
 from ugss.dicom_node.db import NodeDB
 from ugss.dicom_node.log import event as log_event
@@ -35,6 +37,28 @@ def load_engine(config: NodeConfig) -> Engine:
                 "(fixed when it was exported); use 0 (deterministic) or leave it unset"
             )
     return engine
+
+
+def resync_spool(db: NodeDB, spool: Spool) -> int:
+    """Record spooled instances the database lost (power loss with WAL NORMAL); returns count."""
+    known = db.known_paths()
+    added = 0
+    for path in sorted(spool.series_root.glob("*/*.dcm")):
+        if str(path) in known:
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            series_uid, study_uid = str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
+        except Exception:
+            continue
+        if path.parent.name != series_uid or path.stem != str(ds.SOPInstanceUID):
+            continue
+        db.record_instance(
+            series_uid=series_uid, study_uid=study_uid, sop_uid=path.stem, path=str(path),
+            size=path.stat().st_size, calling_ae="", now=path.stat().st_mtime,
+        )  # fmt: skip
+        added += 1
+    return added
 
 
 class Node:
@@ -67,8 +91,15 @@ class Node:
         recovered = self.db.recover()
         self.spool = Spool(cfg.spool, cfg.spool_limit_mb * 2**20, self.db.spool_bytes())
         cfg.results_dir.mkdir(parents=True, exist_ok=True)
-        self.worker = Worker(cfg, self.db, self.spool, engine, on_result=self.result_event)
+        resynced = resync_spool(self.db, self.spool)
         self.sender = Sender(cfg, self.db)
+
+        def on_result() -> None:
+            assert self.sender is not None
+            self.sender.wake.set()
+            self.result_event.set()
+
+        self.worker = Worker(cfg, self.db, self.spool, engine, on_result=on_result)
         self.worker.start()
         self.sender.start()
 
@@ -80,7 +111,8 @@ class Node:
             peers=",".join(map(str, cfg.peers)) or "any",
             destinations=",".join(d.name for d in cfg.destinations) or "none",
             quiet_period_s=cfg.quiet_period_s, model=f"{engine.info.name}:{engine.info.version}",
-            spool=str(cfg.spool), syntaxes=len(decodable_syntaxes()), **recovered,
+            spool=str(cfg.spool), syntaxes=len(decodable_syntaxes()), resynced=resynced,
+            **recovered,
         )  # fmt: skip
         if not cfg.peers and host not in ("127.0.0.1", "::1"):
             log_event("open_to_any_peer", level=logging.WARNING, host=host,

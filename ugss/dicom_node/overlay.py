@@ -38,7 +38,8 @@ def render_slice(hu: np.ndarray, mask: np.ndarray, lines: Sequence[str]) -> np.n
     rgb[edge] = OUTLINE_RGB
     image = Image.fromarray(rgb)
     draw = ImageDraw.Draw(image)
-    size = max(10, hu.shape[0] // 32)
+    longest = max((len(line) for line in lines), default=1)
+    size = max(6, min(max(10, hu.shape[0] // 32), int(hu.shape[1] / (0.62 * longest))))
     font = ImageFont.load_default(size=size)
     for i, line in enumerate(lines):
         draw.text((4, 4 + i * (size + 3)), line, fill=(255, 255, 0), font=font)
@@ -75,6 +76,7 @@ def build_overlay(
             transfer_syntax_uid="1.2.840.10008.1.2.1",
         )
         sc.BurnedInAnnotation = "YES"
+        sc.BodyPartExamined = ref.get("BodyPartExamined") or "HEAD"  # dciodvfy: Laterality 2C
         sc.SeriesDescription = f"UGSS hemorrhage overlay v{ids.version} (not for diagnosis)"
         sc.ImageComments = "NOT FOR DIAGNOSTIC USE"
         out.append(sc)

@@ -11,10 +11,10 @@ Two outcomes besides keeping an instance:
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
-import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, CTImageStorage
 
@@ -64,9 +64,9 @@ def check_instance(ds: Dataset, command_sop_class: str, command_sop_uid: str) ->
         return verdict(False, f"ImageType {'/'.join(image_type[:2]) or 'missing'} is not original")
     if _int(ds.get("NumberOfFrames"), 1) > 1:
         return verdict(False, "multi-frame image")
-    iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-    normal = np.cross(iop[:3], iop[3:])
-    if abs(normal[2]) < AXIAL_MIN_COS * max(np.linalg.norm(normal), 1e-9):
+    r = [float(v) for v in ds.ImageOrientationPatient]  # row, column direction cosines
+    normal = (r[1] * r[5] - r[2] * r[4], r[2] * r[3] - r[0] * r[5], r[0] * r[4] - r[1] * r[3])
+    if abs(normal[2]) < AXIAL_MIN_COS * max(math.hypot(*normal), 1e-9):
         return verdict(False, "not an axial image")
     return verdict(True)
 
@@ -83,7 +83,7 @@ def _check_geometry(ds: Dataset) -> None:
             numbers = [float(v) for v in values]
         except (TypeError, ValueError):
             numbers = []
-        if len(numbers) != n or not np.all(np.isfinite(numbers)):
+        if len(numbers) != n or not all(math.isfinite(v) for v in numbers):
             raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, f"missing or bad {keyword}")
     for keyword in ("Rows", "Columns", "BitsAllocated"):
         if _int(ds.get(keyword), 0) <= 0:

@@ -55,7 +55,7 @@ class Spool:
     """Durable instance storage with a size limit (PS3.4 0xA700 when it would be exceeded)."""
 
     def __init__(self, root: Path, limit_bytes: int, used_bytes: int = 0) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.limit_bytes = int(limit_bytes)
         self.incoming = self.root / "incoming"
         self.series_root = self.root / "series"

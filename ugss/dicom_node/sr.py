@@ -109,24 +109,26 @@ def _device_uuid() -> str:
 
 
 def read_volume_ml(sr: Dataset) -> tuple[float, float, float]:
-    """The reader for ``build_sr``: ``(volume, low, high)`` in mL from a stored report."""
-    report = (
-        sr if isinstance(sr, hd.sr.Comprehensive3DSR) else hd.sr.Comprehensive3DSR.from_dataset(sr)
-    )
-    groups = report.content.get_volumetric_roi_measurement_groups()
-    if not groups:
-        raise ValueError("no volumetric ROI measurement group in the SR")
-    for m in groups[0].get_measurements():
-        if m.name == codes.SCT.Volume:
-            value = float(m.value)
-            upper = lower = 0.0
-            for item in m.ContentSequence if "ContentSequence" in m else []:
-                code = item.ConceptNameCodeSequence[0].CodeValue
-                if code in (UPPER_UNCERTAINTY, LOWER_UNCERTAINTY):
-                    number = float(item.MeasuredValueSequence[0].NumericValue)
-                    if code == UPPER_UNCERTAINTY:
-                        upper = number
-                    else:
-                        lower = number
-            return value, value - lower, value + upper
+    """The reader for ``build_sr``: ``(volume, low, high)`` in mL from a stored report.
+
+    Walks the content tree for the NUM item named Volume (SCT 118565006) and its TID 310
+    uncertainty children; independent of how the SR was built.
+    """
+
+    def walk(items):
+        for item in items:
+            yield item
+            yield from walk(item.get("ContentSequence", []))
+
+    for item in walk(sr.get("ContentSequence", [])):
+        names = item.get("ConceptNameCodeSequence", [])
+        if item.get("ValueType") != "NUM" or not names or names[0].CodeValue != "118565006":
+            continue
+        value = float(item.MeasuredValueSequence[0].NumericValue)
+        bounds = {UPPER_UNCERTAINTY: 0.0, LOWER_UNCERTAINTY: 0.0}
+        for child in item.get("ContentSequence", []):
+            code = child.ConceptNameCodeSequence[0].CodeValue
+            if code in bounds and child.get("MeasuredValueSequence"):
+                bounds[code] = float(child.MeasuredValueSequence[0].NumericValue)
+        return value, value - bounds[LOWER_UNCERTAINTY], value + bounds[UPPER_UNCERTAINTY]
     raise ValueError("no Volume measurement in the SR")

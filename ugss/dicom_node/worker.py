@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from ugss.dicom_node.config import NodeConfig
 from ugss.dicom_node.db import Job, NodeDB
@@ -31,7 +32,7 @@ class Worker(threading.Thread):
         db: NodeDB,
         spool: Spool,
         engine: Engine,
-        on_result: threading.Event | None = None,
+        on_result: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="ugss-node-worker", daemon=True)
         self.config = config
@@ -120,7 +121,7 @@ class Worker(threading.Thread):
             model_s=t["model"], encode_s=t["encode"],
         )  # fmt: skip
         if self.on_result is not None:
-            self.on_result.set()
+            self.on_result()
 
     def _retention(self) -> None:
         now = time.time()
