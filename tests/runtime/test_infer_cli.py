@@ -276,3 +276,25 @@ def test_synthetic_scan_in_another_orientation(models, tmp_path, monkeypatch, ca
     count = np.count_nonzero(np.asarray(mask_img.dataobj))
     assert report["total_volume_ml"] == pytest.approx(count * voxel_ml)
     assert report["scan"]["source_orientation"] == "PLS"
+
+
+def test_benchmark_tiny_mode_runs(tmp_path):
+    """benchmarks/bench_infer.py --tiny: the CI smoke run of the benchmark keeps working."""
+    import subprocess
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_infer.py"
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--tiny", "--no-pictures", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert set(result["results"]) == {"deterministic", "mc"}
+    for row in result["results"].values():
+        assert row["stages_s"]["model"] > 0 and row["end_to_end_no_pictures_s"] > 0
+    assert result["environment"]["onnxruntime"]
+    assert "model" in proc.stdout
