@@ -150,8 +150,10 @@ def write_unit_map(path: Path, data: np.ndarray, like: Volume) -> Path:
     """
     q = np.empty(data.shape, dtype=np.uint8)
     for z in range(0, data.shape[0], 32):  # bounded temporaries for long scans
-        part = np.clip(data[z : z + 32], 0.0, 1.0) * 255.0
-        q[z : z + 32] = np.rint(part)
+        part = np.clip(data[z : z + 32], 0.0, 1.0)
+        part *= 255.0
+        np.rint(part, out=part)
+        q[z : z + 32] = part
     array, affine = like.to_source(q)
     img = nib.Nifti1Image(array, affine)
     img.header.set_slope_inter(1.0 / 255.0, 0.0)

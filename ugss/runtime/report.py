@@ -153,7 +153,9 @@ class ScanReport:
         return text
 
 
-def qc_flags(volume: Volume, seg: Segmentation) -> tuple[QCFlag, ...]:
+def qc_flags(
+    volume: Volume, seg: Segmentation, uncertainty: tuple[float | None, float | None] | None = None
+) -> tuple[QCFlag, ...]:
     flags: list[QCFlag] = []
     sz, sy, sx = volume.spacing
     if not (IN_PLANE_MM[0] <= sy <= IN_PLANE_MM[1] and IN_PLANE_MM[0] <= sx <= IN_PLANE_MM[1]):
@@ -249,7 +251,7 @@ def build_report(
         removed_components=seg.removed_components,
         removed_ml=seg.removed_ml,
         min_component_ml=seg.min_component_ml,
-        qc_flags=qc_flags(volume, seg),
+        qc_flags=qc_flags(volume, seg, (mean_unc, uncertain_ml)),
         timings_s={k: round(times[k], 4) for k in (*STAGES, *times) if k in times},
         outputs=dict(outputs or {}),
     )
