@@ -185,3 +185,31 @@ def test_ae_title_with_transfer_syntax_explicit(make_node, series34):
     node = make_node()
     assert pydicom.dcmread(series34[0]).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert send_files(node.address[1], series34[:2]) == [0, 0]
+
+
+def test_associations_are_bounded_and_idle_peers_are_dropped(make_node):
+    import socket
+    import time
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    node = make_node(max_associations=2, network_timeout_s=2)
+    port = node.address[1]
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(Verification)
+    held = [ae.associate("127.0.0.1", port, ae_title="UGSS") for _ in range(2)]
+    assert all(a.is_established for a in held)
+    extra = ae.associate("127.0.0.1", port, ae_title="UGSS")
+    assert extra.is_rejected  # PS3.8: transient, local limit exceeded
+    for a in held:
+        a.release()
+    assert echo(port) == 0
+    # a connection that never sends an A-ASSOCIATE-RQ is closed after the ACSE timeout
+    idle = socket.create_connection(("127.0.0.1", port))
+    idle.settimeout(10)
+    t0 = time.monotonic()
+    assert idle.recv(1) == b""
+    assert time.monotonic() - t0 < 8
+    idle.close()
+    assert echo(port) == 0

@@ -56,8 +56,8 @@ HELP = {
     "max_attempts": f"Delivery tries before an item is marked failed (default {_D.max_attempts}).",
     "retention_h": "Hours a finished series stays in the spool for late instances "
     f"(default {_D.retention_h:g}).",
-    "tls_cert": "Server certificate (PEM); enables TLS together with --tls-key.",
-    "tls_key": "Private key of --tls-cert (PEM).",
+    "tls_cert": "Server certificate (PEM); turns TLS on, with its key.",
+    "tls_key": "Private key (PEM) of the TLS server certificate.",
     "tls_ca": "CA bundle (PEM): require client certificates signed by it.",
 }
 

@@ -41,7 +41,7 @@ class _Bad(Exception):
     pass
 
 
-def check_encoding(data: bytes, *, implicit_vr: bool, little_endian: bool) -> None:
+def check_encoding(data: bytes | memoryview, *, implicit_vr: bool, little_endian: bool) -> None:
     """Raise ``StoreRefusal`` (PS3.4 0xC000 Cannot understand) if ``data`` is malformed."""
     walker = _Walker(data, implicit_vr, "<" if little_endian else ">")
     try:
@@ -55,7 +55,7 @@ def check_encoding(data: bytes, *, implicit_vr: bool, little_endian: bool) -> No
 
 
 class _Walker:
-    def __init__(self, data: bytes, implicit: bool, endian: str) -> None:
+    def __init__(self, data: bytes | memoryview, implicit: bool, endian: str) -> None:
         self.data = data
         self.implicit = implicit
         self.e = endian
@@ -88,7 +88,7 @@ class _Walker:
             (length,) = struct.unpack_from(f"{self.e}L", self.data, pos + 4)
             start, vr = pos + 8, None
         else:
-            vr = self.data[pos + 4 : pos + 6]
+            vr = bytes(self.data[pos + 4 : pos + 6])
             if vr in _LONG_VRS:
                 if pos + 12 > end:
                     raise _Bad(f"element header cut at {pos}")

@@ -103,7 +103,7 @@ class Node:
         self.worker.start()
         self.sender.start()
 
-        receiver = Receiver(self.spool, self.db, self.stats, on_new=None)
+        receiver = Receiver(self.spool, self.db, self.stats)
         self._ae, self._server = start_scp(cfg, receiver, self.stats)
         host, port = self.address
         log_event(

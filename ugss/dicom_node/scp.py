@@ -11,7 +11,6 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
@@ -32,6 +31,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
@@ -138,25 +138,23 @@ def handle_echo(event: evt.Event) -> int:
 class Receiver:
     """What a C-STORE does: check, write durably, record, then answer."""
 
-    def __init__(
-        self, spool: Spool, db: NodeDB, stats: ReceiveStats, on_new: Callable[[], None] | None
-    ) -> None:
+    def __init__(self, spool: Spool, db: NodeDB, stats: ReceiveStats) -> None:
         self.spool = spool
         self.db = db
         self.stats = stats
-        self.on_new = on_new
 
     def store(self, event: evt.Event) -> int:
+        with event.request.DataSet.getbuffer() as raw:  # the data set as received, not copied
+            return self._store(event, raw)
+
+    def _store(self, event: evt.Event, raw: memoryview) -> int:
         ts = UID(event.context.transfer_syntax)
         if not ts.is_deflated:
-            check_encoding(
-                event.request.DataSet.getvalue(),
-                implicit_vr=ts.is_implicit_VR,
-                little_endian=ts.is_little_endian,
-            )
+            check_encoding(raw, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian)
         try:  # the structure is sound (check_encoding); elements are parsed when read
+            meta = event.file_meta
             ds = event.dataset
-            ds.file_meta = event.file_meta
+            ds.file_meta = meta
         except Exception:
             raise StoreRefusal(CANNOT_UNDERSTAND, "data set cannot be parsed") from None
         rq = event.request
@@ -174,21 +172,21 @@ class Receiver:
                 sop=verdict.sop_uid, calling_ae=calling,
             )  # fmt: skip
             return SUCCESS
-        data = event.encoded_dataset(include_meta=True)
-        path, _ = self.spool.store(verdict.series_uid, verdict.sop_uid, data)
+        # PS3.10 file: preamble, prefix, file meta, then the data set bytes exactly as received
+        header = b"\x00" * 128 + b"DICM" + encode_file_meta(meta)
+        path, _ = self.spool.store(verdict.series_uid, verdict.sop_uid, (header, raw))
+        size = len(header) + len(raw)
         rec = self.db.record_instance(
             series_uid=verdict.series_uid, study_uid=verdict.study_uid, sop_uid=verdict.sop_uid,
-            path=str(path), size=len(data), calling_ae=calling,
+            path=str(path), size=size, calling_ae=calling,
         )  # fmt: skip
         self.stats.add("stored" if rec.new else "duplicates")
         if rec.reopened:
             log_event("series_reopened", series=verdict.series_uid, instances=rec.n_instances)
         log_event(
-            "instance_received", level=logging.DEBUG, series=verdict.series_uid,
-            sop=verdict.sop_uid, bytes=len(data), new=rec.new, calling_ae=calling,
+            "instance_received", series=verdict.series_uid,
+            sop=verdict.sop_uid, bytes=size, new=rec.new, calling_ae=calling,
         )  # fmt: skip
-        if self.on_new is not None:
-            self.on_new()
         return SUCCESS
 
 

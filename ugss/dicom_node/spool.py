@@ -17,6 +17,7 @@ import re
 import shutil
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from ugss.dicom_node.dimse import (
@@ -84,15 +85,19 @@ class Spool:
     def instance_path(self, series_uid: str, sop_uid: str) -> Path:
         return self.series_dir(series_uid) / f"{checked_uid(sop_uid, 'SOPInstanceUID')}.dcm"
 
-    def store(self, series_uid: str, sop_uid: str, data: bytes) -> tuple[Path, int]:
-        """Write ``data`` durably; returns the final path and the bytes added to the spool.
+    def store(
+        self, series_uid: str, sop_uid: str, data: bytes | Sequence[bytes | memoryview]
+    ) -> tuple[Path, int]:
+        """Write ``data`` (bytes or chunks) durably; returns the path and the bytes added.
 
         A resent instance replaces the earlier copy atomically (its size is counted once).
         """
         final = self.instance_path(series_uid, sop_uid)
-        size = len(data)
+        chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
+        size = sum(len(c) for c in chunks)
+        old = final.stat().st_size if final.exists() else 0  # a resend replaces this copy
         with self._lock:
-            if self._used + self._reserved + size > self.limit_bytes:
+            if self._used + self._reserved + size - old > self.limit_bytes:
                 raise StoreRefusal(OUT_OF_RESOURCES, "spool size limit reached")
             self._reserved += size
         tmp = self.incoming / f"{uuid.uuid4().hex}.part"
@@ -102,14 +107,14 @@ class Spool:
             final.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            old = final.stat().st_size if final.exists() else 0
             os.replace(tmp, final)
             _fsync_dir(final.parent)
             if new_dir:

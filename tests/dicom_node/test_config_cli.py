@@ -1,0 +1,152 @@
+"""Configuration (TOML + flags) and the ``ugss-node`` command line: values, errors, status."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ugss.dicom_node.cli import app
+from ugss.dicom_node.config import Destination, NodeConfig, Peer, load_config
+from ugss.dicom_node.db import NodeDB
+from ugss.dicom_node.dimse import StoreRefusal
+from ugss.dicom_node.sender import backoff_s, is_delivered
+from ugss.dicom_node.spool import Spool, checked_uid, is_valid_uid
+from ugss.errors import ConfigError, InputError
+
+runner = CliRunner()
+
+
+def test_defaults_listen_on_loopback_and_write_to_a_folder():
+    cfg = NodeConfig()
+    assert cfg.bind == "127.0.0.1" and cfg.port == 11112 and cfg.ae_title == "UGSS"
+    assert cfg.destinations == () and cfg.results_dir == cfg.spool / "results"
+    assert cfg.model is None  # the bundled model
+
+
+def test_toml_then_flags(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text(
+        'ae_title = "NODE1"\nport = 4000\npeers = ["ORTHANC@127.0.0.1", "ANY@*"]\n'
+        'destinations = ["pacs=ORTHANC@10.0.0.5:4242"]\nquiet_period_s = 3\n'
+    )
+    cfg = load_config(f, port=5000, quiet_period_s=None)
+    assert cfg.ae_title == "NODE1" and cfg.port == 5000 and cfg.quiet_period_s == 3.0
+    assert cfg.peers == (Peer("ORTHANC", "127.0.0.1"), Peer("ANY", "*"))
+    assert cfg.destinations == (Destination("pacs", "ORTHANC", "10.0.0.5", 4242),)
+    assert NodeConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("port = 70000", "port must be 0..65535"),
+        ('ae_title = "WAY-TOO-LONG-AE-TITLE"', "1-16 printable"),
+        ('peers = ["ORTHANC"]', "expected AE@host"),
+        ('peers = ["ORTHANC@pacs.example"]', "not an IP address"),
+        ('destinations = ["ORTHANC@1.2.3.4"]', "name=AE@host:port"),
+        ("quiet_period_s = 0", "quiet_period_s must be > 0"),
+        ('tls_cert = "a.pem"', "both tls_cert and tls_key"),
+        ("colour = 1", "unknown configuration keys: colour"),
+        ("port = 1.5", "whole number"),
+        ("port = [", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_is_one_clear_error(tmp_path, text, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(f)
+
+
+def test_cli_print_config_and_bad_flag_exit_code(tmp_path):
+    out = runner.invoke(app, ["--print-config", "--port", "4100", "--peer", "A@127.0.0.1",
+                              "--spool", str(tmp_path)])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["port"] == 4100 and data["peers"] == ["A@127.0.0.1"]
+    from ugss.dicom_node import cli
+
+    with pytest.raises(SystemExit) as exc:
+        import sys
+
+        argv = sys.argv
+        sys.argv = ["ugss-node", "--print-config", "--bind", "localhost"]
+        try:
+            cli.main()
+        finally:
+            sys.argv = argv
+    assert exc.value.code == 2
+
+
+def test_status_lists_series_jobs_outbox(tmp_path):
+    db = NodeDB(tmp_path / "node.sqlite")
+    db.record_instance(series_uid="1.2.3", study_uid="1.2", sop_uid="1.2.3.1", path="p",
+                       size=10, calling_ae="X", now=0.0)  # fmt: skip
+    (job,) = db.queue_quiet_series(1.0, now=5.0)
+    job = db.next_job()
+    db.finish_job(job, ok=True, result={"volume_ml": 4.25},
+                  outbox=[("pacs", "f.dcm", "1.2.840.10008.5.1.4.1.1.66.4", "9.9")])  # fmt: skip
+    db.close()
+    out = runner.invoke(app, ["status", "--spool", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "series: done 1" in out.output and "jobs: done 1" in out.output
+    assert "outbox: pending 1" in out.output and "4.25" in out.output
+    as_json = runner.invoke(app, ["status", "--spool", str(tmp_path), "--json"])
+    assert json.loads(as_json.output)["jobs"][0]["result"]["volume_ml"] == 4.25
+    missing = runner.invoke(app, ["status", "--spool", str(tmp_path / "nothing")])
+    assert isinstance(missing.exception, InputError) and missing.exception.exit_code == 2
+
+
+def test_database_records_migrations_and_versions(tmp_path):
+    db = NodeDB(tmp_path / "n.sqlite")
+    names = [r[0] for r in db._query("SELECT name FROM schema_migrations")]
+    assert names == ["0001_initial"]
+    kw = {"study_uid": "1.2", "size": 1, "calling_ae": "A"}
+    assert db.record_instance(series_uid="1.5", sop_uid="1.5.1", path="a", now=0, **kw).new
+    assert not db.record_instance(series_uid="1.5", sop_uid="1.5.1", path="a", now=1, **kw).new
+    assert db.queue_quiet_series(10, now=5) == []  # not quiet yet
+    (job,) = db.queue_quiet_series(10, now=11)
+    assert job.version == 1
+    # an instance while the job is only queued: the job waits for the rest of the series
+    db.record_instance(series_uid="1.5", sop_uid="1.5.2", path="b", now=12, **kw)
+    assert db.next_job() is None
+    (job,) = db.queue_quiet_series(10, now=30)
+    assert (job.version, job.n_instances) == (1, 2)
+    running = db.next_job()
+    rec = db.record_instance(series_uid="1.5", sop_uid="1.5.3", path="c", now=31, **kw)
+    assert rec.reopened  # while processing: the result will be followed by another version
+    db.finish_job(running, ok=True)
+    assert db.rows("series")[0]["state"] == "receiving"
+    (job2,) = db.queue_quiet_series(10, now=50)
+    assert job2.version == 2
+    assert db.next_job().id == job2.id
+    assert db.recover() == {"requeued": 1, "failed": 0}
+    db.close()
+
+
+def test_uid_rules_and_spool_writes(tmp_path):
+    assert is_valid_uid("1.2.840.10008.1.2") and is_valid_uid("0.1")
+    for bad in ("../../x", "1.02", "1..2", "", "1." + "1" * 70, "1.2.a", "/etc/passwd"):
+        assert not is_valid_uid(bad)
+    with pytest.raises(StoreRefusal) as exc:
+        checked_uid("../../x", "SeriesInstanceUID")
+    assert exc.value.status == 0xA900
+    spool = Spool(tmp_path / "spool", limit_bytes=100)
+    path, added = spool.store("1.2", "1.2.3", b"x" * 60)
+    assert path.read_bytes() == b"x" * 60 and added == 60
+    _, added = spool.store("1.2", "1.2.3", b"y" * 50)  # a resend replaces
+    assert added == -10 and spool.used_bytes == 50
+    with pytest.raises(StoreRefusal) as exc:
+        spool.store("1.2", "1.2.4", b"z" * 60)
+    assert exc.value.status == 0xA700
+    assert list(spool.incoming.iterdir()) == []
+    (spool.incoming / "left.part").write_bytes(b"partial")
+    assert Spool(tmp_path / "spool", limit_bytes=100).clear_incoming() == 0  # cleared at start
+    assert list(spool.incoming.iterdir()) == []
+
+
+def test_delivery_statuses_and_backoff():
+    assert is_delivered(0x0000) and is_delivered(0xB000) and not is_delivered(0xA700)
+    assert [backoff_s(n, 5, 60) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
