@@ -150,3 +150,16 @@ def test_uid_rules_and_spool_writes(tmp_path):
 def test_delivery_statuses_and_backoff():
     assert is_delivered(0x0000) and is_delivered(0xB000) and not is_delivered(0xA700)
     assert [backoff_s(n, 5, 60) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
+
+
+def test_deploy_examples_agree():
+    """deploy/orthanc: the node's TOML and Orthanc's modality entry describe each other."""
+    root = __import__("pathlib").Path(__file__).parents[2] / "deploy" / "orthanc"
+    cfg = load_config(root / "ugss-node.toml")
+    orthanc = json.loads((root / "orthanc.json").read_text())
+    aet, host, port = orthanc["DicomModalities"]["ugss"]
+    assert (aet, host, port) == (cfg.ae_title, cfg.bind, cfg.port)
+    assert cfg.peers == (Peer(orthanc["DicomAet"], "127.0.0.1"),)
+    (dest,) = cfg.destinations
+    assert (dest.ae_title, dest.port) == (orthanc["DicomAet"], orthanc["DicomPort"])
+    assert orthanc["DicomAlwaysAllowStore"] is False and orthanc["Plugins"] == []
