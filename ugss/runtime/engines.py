@@ -274,7 +274,11 @@ class TensorRTEngine:
             raise InputError(f"{path}: TensorRT plan not found")
         try:
             import tensorrt as trt
-            from cuda.bindings import runtime as cudart
+
+            try:
+                from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+            except ImportError:
+                from cuda import cudart  # older cuda-python
         except ImportError as exc:
             raise InputError(
                 f"{path}: running a TensorRT plan needs the tensorrt and cuda-python packages "
