@@ -157,6 +157,32 @@ def test_triton_needs_tritonclient(monkeypatch):
         open_engine("ugss", triton_url="localhost:8000")
 
 
+def test_triton_without_http_support(monkeypatch):
+    """tritonclient installed without its [http] extra raises RuntimeError on import."""
+    import importlib.abc
+    import importlib.machinery
+
+    class NoHttp(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name == "tritonclient.http":
+                return importlib.machinery.ModuleSpec(name, self)
+            return None
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            raise RuntimeError("The installation does not include http support.")
+
+    pkg = types.ModuleType("tritonclient")
+    pkg.__path__ = []
+    monkeypatch.setitem(sys.modules, "tritonclient", pkg)
+    monkeypatch.delitem(sys.modules, "tritonclient.http", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoHttp(), *sys.meta_path])
+    with pytest.raises(InputError, match=r"tritonclient\[http\]"):
+        open_engine("ugss", triton_url="localhost:8000")
+
+
 def _fake_tritonclient(model_path, info) -> types.ModuleType:
     """A stand-in for ``tritonclient.http`` whose server runs the model in onnxruntime."""
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])

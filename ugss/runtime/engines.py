@@ -360,9 +360,10 @@ class TritonEngine:
     def __init__(self, url: str, model_name: str, *, seed: int | None = 0) -> None:
         try:
             import tritonclient.http as httpclient
-        except ImportError as exc:
+        except (ImportError, RuntimeError) as exc:  # RuntimeError: installed without [http]
             raise InputError(
-                "--triton-url needs the tritonclient package (pip install 'tritonclient[http]')"
+                "--triton-url needs tritonclient with HTTP support "
+                "(pip install 'tritonclient[http]')"
             ) from exc
         self._http = httpclient
         address = url.removeprefix("http://").removeprefix("https://")
