@@ -248,9 +248,11 @@ class Orthanc:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """SIGKILL by default: a test's Orthanc holds only temporary data, and its graceful
+        shutdown takes 3-4 s."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:

@@ -11,6 +11,9 @@ import time
 
 import pytest
 from node_helpers import echo, free_port, send_files, wait_until
+from typer.testing import CliRunner
+
+from ugss.dicom_node.cli import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,21 +63,9 @@ def test_kill_during_processing_then_restart(tmp_path, model_path, pacs, series3
         time.sleep(1.0)  # nothing more arrives: the rerun replaced, it did not duplicate
         assert len(pacs.received) == 2
         assert _job_states(db) == [(1, "done", 2)]
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ugss.dicom_node.cli",
-                "status",
-                "--spool",
-                str(tmp_path / "spool"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        assert "jobs: done 1" in out.stdout and "outbox: sent 2" in out.stdout
+        out = CliRunner().invoke(app, ["status", "--spool", str(tmp_path / "spool")])
+        assert out.exit_code == 0, out.output
+        assert "jobs: done 1" in out.output and "outbox: sent 2" in out.output
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
