@@ -7,6 +7,7 @@ unacknowledged partial files before the port opens; the port closes first on sto
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from types import TracebackType
 
@@ -85,12 +86,24 @@ class Node:
         return str(host), int(port)
 
     def start(self) -> Node:
+        """Open everything; on any failure what was started is stopped again."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         cfg = self.config
         engine = self._engine or load_engine(cfg)
-        self.db = NodeDB(cfg.db_path)
-        recovered = self.db.recover()
-        self.spool = Spool(cfg.spool, cfg.spool_limit_mb * 2**20, self.db.spool_bytes())
-        cfg.results_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = NodeDB(cfg.db_path)
+            recovered = self.db.recover()
+            self.spool = Spool(cfg.spool, cfg.spool_limit_mb * 2**20, self.db.spool_bytes())
+            cfg.results_dir.mkdir(parents=True, exist_ok=True)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"spool {cfg.spool}: {exc}") from None
         resynced = resync_spool(self.db, self.spool)
         self.sender = Sender(cfg, self.db)
 
@@ -117,10 +130,10 @@ class Node:
         if not cfg.peers and host not in ("127.0.0.1", "::1"):
             log_event("open_to_any_peer", level=logging.WARNING, host=host,
                       hint="set peers to an allow-list")  # fmt: skip
-        return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Close the port, then let the worker finish its job and the sender its batch."""
+        was_serving = self._server is not None
         if self._server is not None:
             self._server.shutdown()
             self._server = None
@@ -136,7 +149,8 @@ class Node:
         if self.db is not None:
             self.db.close()
             self.db = None
-        log_event("node_stopped", ae_title=self.config.ae_title)
+        if was_serving:
+            log_event("node_stopped", ae_title=self.config.ae_title)
 
     def __enter__(self) -> Node:
         return self.start()

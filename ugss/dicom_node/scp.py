@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -39,11 +40,18 @@ from pynetdicom.transport import ThreadedAssociationServer
 from ugss.dicom_node import dimse
 from ugss.dicom_node.config import NodeConfig, Peer
 from ugss.dicom_node.db import NodeDB
-from ugss.dicom_node.dimse import CANNOT_UNDERSTAND, SUCCESS, StoreRefusal, status_name
+from ugss.dicom_node.dimse import (
+    CANNOT_UNDERSTAND,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+    StoreRefusal,
+    status_name,
+)
 from ugss.dicom_node.encoding import check_encoding
 from ugss.dicom_node.log import event as log_event
 from ugss.dicom_node.series import check_instance
 from ugss.dicom_node.spool import Spool
+from ugss.errors import ConfigError
 
 NATIVE_SYNTAXES = (
     ExplicitVRLittleEndian,
@@ -199,9 +207,10 @@ def handle_store(event: evt.Event, receiver: Receiver) -> int | Dataset:
         code, reason = refusal.status, refusal.reason
     except Exception as exc:  # never let pynetdicom answer 0xC211 with a traceback
         logging.getLogger(__name__).exception("C-STORE handler failed")
-        status = StoreRefusal(CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}")
-        code, reason = CANNOT_UNDERSTAND, str(exc)
-        status = status.to_dataset()
+        # the database or disk failing is a resource problem the sender may retry (0xA700)
+        code = OUT_OF_RESOURCES if isinstance(exc, OSError | sqlite3.Error) else CANNOT_UNDERSTAND
+        status = StoreRefusal(code, f"internal error: {type(exc).__name__}").to_dataset()
+        reason = str(exc)
     receiver.stats.add("refused")
     sop = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
     log_event(
@@ -222,10 +231,13 @@ def tls_context(config: NodeConfig) -> ssl.SSLContext | None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key))
-    if config.tls_ca is not None:
-        ctx.load_verify_locations(str(config.tls_ca))
-        ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+        if config.tls_ca is not None:
+            ctx.load_verify_locations(str(config.tls_ca))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"TLS files {config.tls_cert}, {config.tls_key}: {exc}") from None
     return ctx
 
 
@@ -285,12 +297,15 @@ def start_scp(
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [receiver]),
     ]
-    server = ae.make_server(
-        (config.bind, config.port),
-        evt_handlers=handlers,
-        ssl_context=tls_context(config),
-        server_class=NodeServer,
-    )
+    try:
+        server = ae.make_server(
+            (config.bind, config.port),
+            evt_handlers=handlers,
+            ssl_context=tls_context(config),
+            server_class=NodeServer,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {config.bind}:{config.port}: {exc.strerror}") from None
     ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it
     thread = threading.Thread(target=server.serve_forever, name="ugss-node-scp", daemon=True)
     thread.start()
@@ -298,8 +313,8 @@ def start_scp(
 
 
 __all__ = [
-    "UID",
     "AccessPolicy",
+    "NodeServer",
     "ReceiveStats",
     "Receiver",
     "decodable_syntaxes",
