@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ugss.dicom_node.config import NodeConfig
 from ugss.dicom_node.db import Job, NodeDB
-from ugss.dicom_node.jobs import process_series
+from ugss.dicom_node.jobs import process_series, warm_up
 from ugss.dicom_node.log import event as log_event
 from ugss.dicom_node.spool import Spool
 from ugss.errors import UGSSError
@@ -50,6 +50,10 @@ class Worker(threading.Thread):
         self.wake.set()
 
     def run(self) -> None:
+        try:
+            log_event("warm_up", seconds=round(warm_up(self.engine), 3))
+        except Exception:  # never fatal: the first job just pays the costs itself
+            logging.getLogger(__name__).exception("warm-up failed")
         while not self.stopping.is_set():
             try:
                 ran = self.step()
