@@ -107,3 +107,16 @@ def test_no_hemorrhage_no_mesh(tmp_path):
     written = render_all(volume, empty, tmp_path, "clean")
     assert set(written) == {"montage", "view3d"}
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in written.values())
+
+
+def test_surfaces_close_where_data_fills_the_grid():
+    """A mask filling its bounding box, and a head filling the whole image, still give surfaces."""
+    from ugss.runtime.render import head_surface, hemorrhage_surface
+
+    volume = Volume(hu=np.full((4, 16, 16), 40.0, np.float32), affine=np.diag([-1.0, -1, 2, 1]))
+    mask = np.zeros(volume.shape, bool)
+    mask[1:3, 4:8, 4:8] = True
+    verts, faces = hemorrhage_surface(volume, mask)
+    assert len(faces) and verts[:, 1].min() >= 3 and verts[:, 1].max() <= 8
+    assert hemorrhage_surface(volume, np.ones(volume.shape, bool)) is not None
+    assert head_surface(volume) is not None

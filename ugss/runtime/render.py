@@ -131,7 +131,9 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
 def _surface(data: np.ndarray, level: float, spacing: tuple[float, ...], step: int = 1):
     from skimage.measure import marching_cubes
 
-    padded = np.pad(data, 1, mode="constant", constant_values=data.min())  # closed surfaces
+    # pad below the level: surfaces close at the border, even where data fills the whole grid
+    outside = min(float(data.min()), level - 1.0)
+    padded = np.pad(data, 1, mode="constant", constant_values=outside)
     verts, faces, _, _ = marching_cubes(padded, level=level, spacing=spacing, step_size=step)
     return verts - np.asarray(spacing), faces  # undo the one-voxel pad
 
@@ -150,7 +152,7 @@ def head_surface(volume: Volume, grid: int = HEAD_GRID):
     """Skin surface in voxel-index units of the full grid, from a downsampled copy."""
     factor = max(1, int(np.ceil(max(volume.shape[1:]) / grid)))
     small = volume.hu[:, ::factor, ::factor]
-    if not (small > HEAD_HU).any() or not (small < HEAD_HU).any():
+    if not (small > HEAD_HU).any():
         return None
     return _surface(small, HEAD_HU, (1.0, float(factor), float(factor)))
 
