@@ -165,6 +165,14 @@ def test_components_sides_and_connectivity():
     assert [c.side for c in comps][:3] == ["left", "midline", "right"]
     assert comps[0].volume_ml == pytest.approx(200 * volume.voxel_volume_ml)
     assert comps[-1].voxels == 2  # 26-connectivity joins the corner pair
+    # centroid (world RAS) and slice range of the left component, checked independently
+    from scipy import ndimage
+
+    z, y, x = ndimage.center_of_mass(mask[:, :, 40:])
+    expected = volume.affine @ np.array([x + 40, y, z, 1.0])
+    np.testing.assert_allclose(comps[0].centroid_ras_mm, expected[:3], atol=0.01)
+    assert (comps[0].slice_first, comps[0].slice_last) == (1, 2)
+    assert comps[0].mean_prob == pytest.approx(1.0)
     assert len(describe_components(mask, volume, prob, None, midline_x=mid, connectivity=1)) == 5
     assert bounding_box(np.zeros((2, 2, 2), bool)) is None
 

@@ -130,6 +130,18 @@ def head_midline_x(hu: np.ndarray) -> float:
     return float((cols * x).sum() / cols.sum())
 
 
+def _axis_counts(labels: np.ndarray, axis: int, count: int) -> np.ndarray:
+    """``(length of axis, count)``: voxels of each label (1..count) in each plane along ``axis``."""
+    planes = np.moveaxis(labels, axis, 0)
+    return np.stack([np.bincount(p.ravel(), minlength=count + 1)[1:] for p in planes])
+
+
+def _centroids(tables: list[np.ndarray], box: tuple[slice, ...], sizes: np.ndarray) -> np.ndarray:
+    """``(count, 3)`` voxel centroids (z, y, x) on the full grid from the per-axis tables."""
+    coords = [np.arange(b.start, b.stop, dtype=np.float64) for b in box]
+    return np.stack([c @ t for c, t in zip(coords, tables, strict=True)], axis=1) / sizes[:, None]
+
+
 def describe_components(
     mask: np.ndarray,
     volume: Volume,
@@ -150,19 +162,22 @@ def describe_components(
         labels, count, box = label_components(mask, connectivity)
     if count == 0:
         return ()
-    offset = np.array([s.start for s in box], dtype=np.float64)
-    index = np.arange(1, count + 1)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(labels, np.uint8), labels, index))
-    centroids = centroids.reshape(count, 3) + offset
-    mean_prob = ndimage.mean(prob[box], labels, index)
-    mean_unc = ndimage.mean(entropy[box], labels, index) if entropy is not None else None
-    xs = np.arange(box[2].start, box[2].stop, dtype=np.float64)
-    left = ndimage.sum(np.broadcast_to(xs > midline_x, labels.shape), labels, index)
-    objects = ndimage.find_objects(labels)
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=count + 1)[1:]
+    # per-axis voxel counts of every label: centroids, slice ranges and sides from one table each
+    tables = [_axis_counts(labels, axis, count) for axis in range(3)]
+    centroids = _centroids(tables, box, sizes)
+    mean_prob = np.bincount(flat, weights=prob[box].ravel(), minlength=count + 1)[1:] / sizes
+    mean_unc = (
+        np.bincount(flat, weights=entropy[box].ravel(), minlength=count + 1)[1:] / sizes
+        if entropy is not None
+        else None
+    )
+    cols = np.arange(box[2].start, box[2].stop)
+    left = tables[2][cols > midline_x].sum(axis=0)
     comps = []
     for i in range(count):
-        zsl = objects[i][0]
+        zs = np.flatnonzero(tables[0][:, i]) + box[0].start
         z, y, x = centroids[i]
         ras = volume.affine @ np.array([x, y, z, 1.0])
         frac = float(left[i] / sizes[i])
@@ -174,8 +189,8 @@ def describe_components(
                 index=0,
                 voxels=int(sizes[i]),
                 volume_ml=float(sizes[i]) * volume.voxel_volume_ml,
-                slice_first=int(zsl.start + box[0].start),
-                slice_last=int(zsl.stop - 1 + box[0].start),
+                slice_first=int(zs[0]),
+                slice_last=int(zs[-1]),
                 centroid_ras_mm=(
                     round(float(ras[0]), 2),
                     round(float(ras[1]), 2),
