@@ -319,6 +319,12 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also peak RSS on a 300-slice series")
     ap.add_argument("--repeats", type=int, default=None, help="runs per measurement (median)")
     ap.add_argument("--quiet", type=float, default=None, help="quiet period in seconds")
+    ap.add_argument(
+        "--only",
+        choices=("receive", "turnaround", "memory"),
+        action="append",
+        help="run only these parts (repeatable)",
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     if not os.path.exists(STORESCU):
@@ -332,9 +338,12 @@ def main() -> None:
         big = make_series(work / "big", recv_slices, matrix)
         small = make_series(work / "small", 34, matrix, seed=4)
         result = {"environment": environment(), "tiny": args.tiny, "model": model.name}
-        result["receive"] = bench_receive(work, model, big, repeats)
-        result["turnaround"] = bench_turnaround(work, model, small, quiet, repeats)
-        if args.memory:
+        parts = set(args.only or ["receive", "turnaround"] + (["memory"] if args.memory else []))
+        if "receive" in parts:
+            result["receive"] = bench_receive(work, model, big, repeats)
+        if "turnaround" in parts:
+            result["turnaround"] = bench_turnaround(work, model, small, quiet, repeats)
+        if "memory" in parts:
             result["memory"] = bench_memory(work, model, big)
     print_tables(result)
     if args.json:
@@ -342,7 +351,19 @@ def main() -> None:
 
 
 def print_tables(result: dict) -> None:
-    r = result["receive"]
+    if "receive" in result:
+        print_receive(result["receive"])
+    if "turnaround" in result:
+        print_turnaround(result["turnaround"])
+    if "memory" in result:
+        m = result["memory"]
+        print(
+            f"\nmemory ({m['slices']} slices): peak RSS {m['peak_rss_gib']:.2f} GiB "
+            f"(target {m['target_gib']} GiB), {m['seconds']} s"
+        )
+
+
+def print_receive(r: dict) -> None:
     print(f"\nreceive ({r['instances']} instances, {r['megabytes']} MB, storescu → loopback)")
     print(f"  node       {r['node_s']:8.2f} s  {r['node_instances_per_s']:8.1f} inst/s")
     if "storescp_s" in r:
@@ -350,19 +371,15 @@ def print_tables(result: dict) -> None:
             f"  storescp   {r['storescp_s']:8.2f} s  {r['storescp_instances_per_s']:8.1f} inst/s"
             f"   node/storescp time ratio {r['node_vs_storescp']:.2f}"
         )
-    t = result["turnaround"]
+
+
+def print_turnaround(t: dict) -> None:
     print(
         f"\nturnaround ({t['slices']} slices, quiet period {t['quiet_period_s']:g} s, {t['pacs']})"
     )
     for k, v in t["median_s"].items():
         print(f"  {k:11} {v:8.2f} s")
     print(f"  target     {t['target_s']:8.2f} s (quiet period + 10 s)")
-    if "memory" in result:
-        m = result["memory"]
-        print(
-            f"\nmemory ({m['slices']} slices): peak RSS {m['peak_rss_gib']:.2f} GiB "
-            f"(target {m['target_gib']} GiB), {m['seconds']} s"
-        )
 
 
 if __name__ == "__main__":
