@@ -16,6 +16,7 @@ from ugss.train.losses import (
     mc_mean,
     positive_weight,
     positive_weight_from_masks,
+    prior_correction,
     smooth_l1_consistency,
     uncertainty_guided_consistency,
     weighted_bce,
@@ -115,3 +116,11 @@ def test_weighted_bce_eq6():
     w = 3.0
     expected = -(w * math.log(0.9) + math.log(0.8)) / 2
     assert weighted_bce(torch.log(p / (1 - p)), y, w).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_prior_correction_recovers_the_unweighted_posterior():
+    # minimiser of eq. 6 at a pixel with posterior q: p/(1-p) = w q/(1-q)
+    w, q = 6.0, 0.3
+    p = w * q / (w * q + 1 - q)
+    z = math.log(p / (1 - p)) + prior_correction(w)
+    assert 1 / (1 + math.exp(-z)) == pytest.approx(q)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,11 @@ def test_predict_volume_on_native_grid(cohort: Path, tmp_path: Path):
     result = train(tiny_config(cohort, tmp_path / "run"))
     ck = load_checkpoint(result.best_checkpoint)
     assert ck.which == "teacher" and ck.input_size == 32
+    raw = load_checkpoint(result.best_checkpoint, calibrated=False)
+    w_pos = ck.data["w_pos"]
+    assert ck.logit_offset == pytest.approx(-math.log(w_pos))  # prior correction of eq. 6
+    bias_shift = (ck.model.head.bias - raw.model.head.bias).item()
+    assert bias_shift == pytest.approx(-math.log(w_pos), rel=1e-5)
     rec = read_physionet(cohort)[0]
     vol = read_nifti(rec.scan_path)
     prob = predict_volume(ck.model, vol, input_size=32, windows=ck.windows, batch_size=8)

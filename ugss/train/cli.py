@@ -83,6 +83,7 @@ class RichHooks(TrainHooks):
         console.print(
             f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  sup {record['sup']:.4f}"
             f"{extra}  lr {record['lr']:.2e}  val Dice {record['val_dice']:.3f}"
+            f" (pooled {record['val_dice_pooled'] or 0:.3f})"
             f"{'  *best' if record['best'] else ''}  ({record['time_s']:.0f} s)"
         )
 
@@ -91,7 +92,10 @@ def _report(result: TrainResult) -> None:
     table = Table(title="ugss-train", show_header=False)
     table.add_row("best validation Dice", f"{result.best_val_dice:.3f} (epoch {result.best_epoch})")
     if result.test_dice is not None:
-        table.add_row("test Dice (best checkpoint)", f"{result.test_dice:.3f}")
+        pooled = result.test_dice_pooled or 0.0
+        table.add_row(
+            "test Dice (best checkpoint)", f"{result.test_dice:.3f} per scan, {pooled:.3f} pooled"
+        )
     table.add_row("epochs / steps", f"{result.epochs_run} / {result.steps}")
     table.add_row("stopped early", "yes" if result.stopped_early else "no")
     table.add_row("time", f"{result.seconds:.0f} s")

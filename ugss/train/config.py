@@ -42,7 +42,7 @@ class DataConfig:
 
     data_dir: str | None = None  # PhysioNet CT-ICH layout: ct_scans/, masks/
     manifest: str | None = None  # CSV/JSON: scan, [mask], [patient_id]
-    synth_scans: int = 20  # synthetic cohort when neither data_dir nor manifest is given
+    synth_scans: int = 40  # synthetic cohort when neither data_dir nor manifest is given
     synth_matrix: int = 256
     synth_seed: int = 0
     synth_dir: str | None = None  # where the synthetic cohort is kept (default: user cache)
@@ -117,6 +117,7 @@ class MethodConfig:
     alpha_end: float = 0.99  # … and at the last
     ema_decay: float = 0.99  # constant decay of the plain-EMA teacher
     wema_student_weight: float = 0.5  # w_s of eq. 11 (w_t = 1 − w_s)
+    calibrate: bool = True  # inference logit offset −ln w_pos (see losses.prior_correction)
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, f"method must be one of {', '.join(METHODS)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from collections import defaultdict
@@ -30,6 +31,7 @@ from ugss.train.checkpoint import read_checkpoint, save_checkpoint
 from ugss.train.config import TrainConfig
 from ugss.train.data import BatchSampler, TrainingData, prepare_data
 from ugss.train.distributed import DistInfo, barrier, broadcast_flag, init_distributed, shutdown
+from ugss.train.losses import prior_correction
 from ugss.train.manifest import ScanRecord, load_records, read_physionet
 from ugss.train.model import ResUNet, build_model
 from ugss.train.schedules import WarmupCosine, consistency_weight, cosine_decay
@@ -67,6 +69,7 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     test_dice: float | None
+    test_dice_pooled: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,6 +254,8 @@ def _train(
         w_pos=data.w_pos,
     )
     eval_name = "teacher" if teacher is not None else "student"
+    offset = prior_correction(data.w_pos) if mcfg.calibrate else 0.0
+    raw_threshold = 1.0 / (1.0 + math.exp(offset))  # sigmoid(logit + offset) >= ½
     summary = data.summary()
     summary["batch"] = {"labeled": sampler.n_labeled, "unlabeled": sampler.n_unlabeled}
     hooks.on_start(
@@ -280,6 +285,8 @@ def _train(
             "windows": windows_to_str(data.windows),
             "method": mcfg.method,
             "eval_model": eval_name,
+            "logit_offset": offset,
+            "threshold": 0.5,
             "student": student.state_dict(),
             "teacher": None if teacher is None else teacher.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -344,6 +351,7 @@ def _train(
                 device=device,
                 batch_size=rcfg.val_batch_size,
                 channels_last=rcfg.channels_last,
+                threshold=raw_threshold,
             )
             improved = val.dice > state.best
             if improved:
@@ -392,7 +400,7 @@ def _finish(
     is_main: bool = True,
 ) -> TrainResult:
     """Score the best checkpoint on the test split (model-grid Dice, as for validation)."""
-    test_dice = None
+    test_dice = test_pooled = None
     best_path = out / BEST
     if is_main and data.split.test and best_path.is_file():
         doc = read_checkpoint(best_path, map_location=device)
@@ -403,8 +411,9 @@ def _finish(
             data.role("test"),
             device=device,
             batch_size=config.run.val_batch_size,
+            threshold=1.0 / (1.0 + math.exp(float(doc.get("logit_offset", 0.0)))),
         )
-        test_dice = test.dice
+        test_dice, test_pooled = test.dice, test.pooled
     summary = data.summary()
     return TrainResult(
         out_dir=str(out),
@@ -417,5 +426,6 @@ def _finish(
         stopped_early=state.stopped and state.epoch < config.optim.epochs,
         seconds=seconds,
         test_dice=test_dice,
+        test_dice_pooled=test_pooled,
         data=summary,
     )

@@ -124,6 +124,16 @@ def positive_weight_from_masks(masks: list[np.ndarray] | np.ndarray, floor: floa
     return positive_weight(total, positive, floor)
 
 
+def prior_correction(w_pos: float) -> float:
+    """Logit offset that undoes eq. 6's class weighting at inference: −ln w_pos.
+
+    Minimising the weighted BCE drives the network to p/(1−p) = w_pos·q/(1−q), q the true
+    posterior, so its raw p over-states hemorrhage; logit(p) − ln w_pos recovers q, and
+    thresholding q at ½ is thresholding p at w_pos/(1+w_pos).
+    """
+    return -math.log(w_pos) if w_pos > 0 else 0.0
+
+
 def weighted_bce(logits: torch.Tensor, target: torch.Tensor, w_pos: float) -> torch.Tensor:
     """Eq. 6: −mean(w_pos·y·log p + w_neg·(1−y)·log(1−p)) with w_neg = 1, over all pixels."""
     pos_weight = torch.tensor(w_pos, dtype=logits.dtype, device=logits.device)

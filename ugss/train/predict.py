@@ -98,6 +98,9 @@ class LoadedCheckpoint:
     which: str  # "teacher" or "student"
     method: str
     path: str
+    threshold: float = 0.5
+    logit_offset: float = 0.0  # already added to the head bias when ``calibrated``
+    calibrated: bool = True
     config: TrainConfig | None = None
     data: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
@@ -109,8 +112,13 @@ def load_checkpoint(
     *,
     which: str = "auto",
     device: torch.device | str = "cpu",
+    calibrated: bool = True,
 ) -> LoadedCheckpoint:
-    """Rebuild a checkpoint's network; ``which``: auto (the validated one), teacher, student."""
+    """Rebuild a checkpoint's network; ``which``: auto (the validated one), teacher, student.
+
+    With ``calibrated`` (the default) the checkpoint's ``logit_offset`` is added to the head
+    bias, so the network outputs the prior-corrected probability and ``threshold`` applies.
+    """
     doc = read_checkpoint(path, map_location=device)
     if which == "auto":
         which = doc.get("eval_model", "student")
@@ -122,6 +130,10 @@ def load_checkpoint(
     mcfg = ModelConfig.from_dict(doc["model"])
     model = ResUNet(mcfg)
     model.load_state_dict(state)
+    offset = float(doc.get("logit_offset", 0.0))
+    if calibrated and offset:
+        with torch.no_grad():
+            model.head.bias.add_(offset)
     model.to(device).eval()
     return LoadedCheckpoint(
         model=model,
@@ -131,6 +143,9 @@ def load_checkpoint(
         which=which,
         method=str(doc.get("method", "")),
         path=str(path),
+        threshold=float(doc.get("threshold", 0.5)),
+        logit_offset=offset,
+        calibrated=calibrated,
         config=TrainConfig.from_dict(doc["config"]) if "config" in doc else None,
         data=dict(doc.get("data", {})),
         epoch=int(doc.get("epoch", 0)),

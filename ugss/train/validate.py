@@ -1,12 +1,16 @@
 """Validation Dice for early stopping, on the model grid of the cached slices.
 
-Definition (used in the metrics log, checkpoints and reports of ``ugss-train``): a scan's Dice is
-2|P∩G| / (|P|+|G|) over all its slices at model resolution, prediction P = probability ≥ 0.5 of
-the deterministic network (dropout off). ``val_dice`` is the mean over the validation scans that
-contain hemorrhage; scans without hemorrhage are reported separately as ``val_empty_ok`` (share
-predicted empty). If no validation scan has hemorrhage, ``val_dice`` falls back to the mean over
-all scans with empty-vs-empty counted as 1. The full metrics (native grid, eq. 16–19) are
-``ugss-eval``'s job.
+Definitions (used in the metrics log, checkpoints and reports of ``ugss-train``):
+- prediction: the deterministic network (dropout off), probability after the prior correction
+  of the weighted BCE (``losses.prior_correction``) ≥ 0.5 — the caller passes the equivalent
+  threshold on the raw sigmoid;
+- a scan's Dice: 2|P∩G| / (|P|+|G|) over all its slices at model resolution;
+- ``val_dice``: the mean of the scan Dice over the validation scans that contain hemorrhage
+  (if none does: over all scans, empty-vs-empty counted as 1); scans without hemorrhage are
+  reported as ``val_empty_ok`` (share predicted empty);
+- ``val_dice_pooled``: one Dice over all validation voxels pooled (large lesions weigh more).
+
+The full metrics (native grid, eq. 16–19) are ``ugss-eval``'s job.
 """
 
 from __future__ import annotations
@@ -58,10 +62,12 @@ class ValidationResult:
     dice: float
     per_scan: dict[str, float | None] = field(default_factory=dict)
     empty_ok: float | None = None
+    pooled: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "val_dice": self.dice,
+            "val_dice_pooled": self.pooled,
             "val_dice_scans": self.per_scan,
             "val_empty_ok": self.empty_ok,
         }
@@ -79,6 +85,7 @@ def validate(
     per_scan: dict[str, float | None] = {}
     positives: list[float] = []
     empty_flags: list[bool] = []
+    inter = total = 0
     for scan in scans:
         assert scan.mask is not None, "validation scans carry masks"
         prob = predict_cached(
@@ -87,6 +94,8 @@ def validate(
         pred = prob >= threshold
         truth = np.asarray(scan.mask, dtype=bool)
         d = dice(pred, truth)
+        inter += int(np.logical_and(pred, truth).sum())
+        total += int(pred.sum()) + int(truth.sum())
         per_scan[scan.scan_id] = d
         if truth.any():
             positives.append(d or 0.0)
@@ -97,4 +106,5 @@ def validate(
     else:
         score = float(np.mean([1.0 if d is None else d for d in per_scan.values()] or [0.0]))
     empty_ok = float(np.mean(empty_flags)) if empty_flags else None
-    return ValidationResult(score, per_scan, empty_ok)
+    pooled = 2.0 * inter / total if total else None
+    return ValidationResult(score, per_scan, empty_ok, pooled)
