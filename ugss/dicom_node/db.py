@@ -239,6 +239,10 @@ class NodeDB:
     def queue_quiet_series(self, quiet_s: float, now: float | None = None) -> list[Job]:
         """Series with no new instance for ``quiet_s`` become a job with the next version."""
         now = time.time() if now is None else now
+        if not self._query(
+            "SELECT 1 FROM series WHERE state='receiving' AND last_at<=? LIMIT 1", (now - quiet_s,)
+        ):
+            return []  # the common case, without a write transaction
         jobs = []
         with self._tx() as c:
             rows = c.execute(
