@@ -110,3 +110,21 @@ def test_graph_noise_variant_is_stochastic_within_one_session(head_export: Expor
     x = image(2, head_export.ckpt.input_size)
     a, b = (sess.run(["mean_prob"], {"image": x})[0] for _ in range(2))
     assert np.abs(a - b).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_gives_the_same_deterministic_graph(head_export: Exported):
+    """``--exporter dynamo`` (torch.export, opset 18; ~10–25 s) as the fallback exporter."""
+    from ugss.export.mc_graph import DeterministicGraph
+    from ugss.export.onnx_export import export_module
+
+    x = torch.from_numpy(image(2, 32))
+    model = export_module(
+        DeterministicGraph(head_export.ckpt.model), [x], ["image"], ["prob"], exporter="dynamo"
+    )
+    assert model.opset_import[0].version >= 18
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x3 = image(3, 48)
+    with torch.no_grad():
+        ref = torch.sigmoid(head_export.ckpt.model(torch.from_numpy(x3))).numpy()
+    assert np.abs(sess.run(["prob"], {"image": x3})[0] - ref).max() < 1e-4
