@@ -13,9 +13,9 @@
   pynetdicom SCP stands in for the PACS.
 - memory: the node as its own process (CLI) on a 300-slice series; peak RSS (VmHWM).
 
-The model is a ResUNet of the paper's shape with random weights (real cost, no torch), built
-with the tests' ONNX helper; ``--tiny`` uses the tests' tiny threshold model. Medians of
-``--repeats`` runs; nothing here is asserted.
+The model is a ResUNet of the paper's shape with random weights (real cost, no torch; input
+160, T = 8 MC samples as exported by default), built with the tests' ONNX helper; ``--tiny``
+uses the tests' tiny threshold model. Medians of ``--repeats`` runs; nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def make_series(out: Path, slices: int, matrix: int, seed: int = 3) -> list[Path
     return write_dicom_series(volume, out, patient_id="BENCH", uid_entropy=f"{slices}-{matrix}")
 
 
-def build_model(out: Path, tiny: bool) -> Path:
+def build_model(out: Path, tiny: bool, input_size: int = 160) -> Path:
     import onnx_models as om
 
     from ugss.runtime.model_info import ModelInfo
@@ -77,7 +77,7 @@ def build_model(out: Path, tiny: bool) -> Path:
         return om.save(om.build_mc_model(om.mc_info(64, 6)), out / "tiny.onnx")
     info = ModelInfo(
         kind="mc",
-        input_size=256,
+        input_size=input_size,
         mc_samples=8,
         dropout_rate=0.2,
         dropout_at="head",
@@ -319,6 +319,7 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also peak RSS on a 300-slice series")
     ap.add_argument("--repeats", type=int, default=None, help="runs per measurement (median)")
     ap.add_argument("--quiet", type=float, default=None, help="quiet period in seconds")
+    ap.add_argument("--input-size", type=int, default=160, help="ResUNet input size (model side)")
     ap.add_argument(
         "--only",
         choices=("receive", "turnaround", "memory"),
@@ -334,10 +335,15 @@ def main() -> None:
     matrix, recv_slices = (128, 60) if args.tiny else (512, 300)
     with tempfile.TemporaryDirectory(prefix="bench-node-") as tmp:
         work = Path(tmp)
-        model = build_model(work, args.tiny)
+        model = build_model(work, args.tiny, args.input_size)
         big = make_series(work / "big", recv_slices, matrix)
         small = make_series(work / "small", 34, matrix, seed=4)
-        result = {"environment": environment(), "tiny": args.tiny, "model": model.name}
+        result = {
+            "environment": environment(),
+            "tiny": args.tiny,
+            "model": model.name,
+            "input_size": 64 if args.tiny else args.input_size,
+        }
         parts = set(args.only or ["receive", "turnaround"] + (["memory"] if args.memory else []))
         if "receive" in parts:
             result["receive"] = bench_receive(work, model, big, repeats)
