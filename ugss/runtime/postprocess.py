@@ -104,7 +104,8 @@ def remove_small_components(
     labels, count, box = label_components(mask, connectivity)
     if count == 0:
         return Cleaned(mask.copy(), labels, 0, box, 0, 0.0)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    sizes[1:] = _axis_counts(labels, 0, count).sum(axis=0)  # plane by plane: bounded memory
     keep = sizes * voxel_ml >= min_ml
     keep[0] = False
     removed = count - int(keep.sum())
@@ -136,6 +137,14 @@ def _axis_counts(labels: np.ndarray, axis: int, count: int) -> np.ndarray:
     return np.stack([np.bincount(p.ravel(), minlength=count + 1)[1:] for p in planes])
 
 
+def _label_sums(labels: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
+    """Sum of ``values`` over each label 1..count, slice by slice (no volume-sized temporaries)."""
+    total = np.zeros(count + 1, dtype=np.float64)
+    for lab, val in zip(labels, values, strict=True):
+        total += np.bincount(lab.ravel(), weights=val.ravel(), minlength=count + 1)
+    return total[1:]
+
+
 def _centroids(tables: list[np.ndarray], box: tuple[slice, ...], sizes: np.ndarray) -> np.ndarray:
     """``(count, 3)`` voxel centroids (z, y, x) on the full grid from the per-axis tables."""
     coords = [np.arange(b.start, b.stop, dtype=np.float64) for b in box]
@@ -162,17 +171,12 @@ def describe_components(
         labels, count, box = label_components(mask, connectivity)
     if count == 0:
         return ()
-    flat = labels.ravel()
-    sizes = np.bincount(flat, minlength=count + 1)[1:]
-    # per-axis voxel counts of every label: centroids, slice ranges and sides from one table each
+    # per-axis voxel counts of every label: sizes, centroids, slice ranges and sides from them
     tables = [_axis_counts(labels, axis, count) for axis in range(3)]
+    sizes = tables[0].sum(axis=0)
     centroids = _centroids(tables, box, sizes)
-    mean_prob = np.bincount(flat, weights=prob[box].ravel(), minlength=count + 1)[1:] / sizes
-    mean_unc = (
-        np.bincount(flat, weights=entropy[box].ravel(), minlength=count + 1)[1:] / sizes
-        if entropy is not None
-        else None
-    )
+    mean_prob = _label_sums(labels, prob[box], count) / sizes
+    mean_unc = _label_sums(labels, entropy[box], count) / sizes if entropy is not None else None
     cols = np.arange(box[2].start, box[2].stop)
     left = tables[2][cols > midline_x].sum(axis=0)
     comps = []

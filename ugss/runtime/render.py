@@ -29,7 +29,10 @@ BRAIN_WINDOW = (40.0, 80.0)
 MAX_MONTAGE_SLICES = 12
 MONTAGE_COLUMNS = 6
 HEAD_GRID = 80  # in-plane size the head is downsampled to for its surface
-MAX_MASK_VOXELS_FULL = 400_000
+# Voxels of the mask's bounding box handed to marching cubes; larger boxes are strided in-plane.
+# Bounds time and memory for huge masks (an untrained model may mark the whole head).
+MESH_VOXELS = 4_000_000  # the PLY file
+VIEW_VOXELS = 400_000  # the matplotlib picture (its polygons are drawn one by one)
 VIEW_AZIM = -90  # with elev -90: patient left on the right, anterior up
 
 
@@ -138,13 +141,15 @@ def _surface(data: np.ndarray, level: float, spacing: tuple[float, ...], step: i
     return verts - np.asarray(spacing), faces  # undo the one-voxel pad
 
 
-def hemorrhage_surface(volume: Volume, mask: np.ndarray):
+def hemorrhage_surface(volume: Volume, mask: np.ndarray, max_voxels: int = MESH_VOXELS):
     """Marching cubes on the mask: ``(verts (z, y, x) voxel indices, faces)``, or None if empty."""
     box = bounding_box(mask)
     if box is None:
         return None
-    step = 2 if np.count_nonzero(mask[box]) > MAX_MASK_VOXELS_FULL else 1
-    verts, faces = _surface(mask[box].astype(np.float32), 0.5, (1.0, 1.0, 1.0), step)
+    sub = mask[box]
+    stride = max(1, int(np.ceil(np.sqrt(sub.size / max_voxels))))
+    small = sub[:, ::stride, ::stride].astype(np.float32)
+    verts, faces = _surface(small, 0.5, (1.0, float(stride), float(stride)))
     return verts + np.array([b.start for b in box], dtype=verts.dtype), faces
 
 
@@ -171,7 +176,7 @@ def render_3d(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
 
     path = Path(path)
     head = head_surface(volume)
-    bleed = hemorrhage_surface(volume, seg.mask)
+    bleed = hemorrhage_surface(volume, seg.mask, VIEW_VOXELS)
     fig = _figure(9.0, 4.6)
     light = LightSource(azdeg=225, altdeg=45)
     # the second view looks up from the feet with the nose up, as the axial slices are shown
