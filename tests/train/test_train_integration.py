@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from ugss.errors import ConfigError
 from ugss.runtime.nifti import read_nifti
 from ugss.synth import make_cohort
 from ugss.train.checkpoint import read_checkpoint
 from ugss.train.config import DataConfig, MethodConfig, OptimConfig, RunConfig, TrainConfig
+from ugss.train.eval_cli import app as eval_app
 from ugss.train.loop import TrainHooks, train
 from ugss.train.manifest import read_physionet
 from ugss.train.predict import load_checkpoint, predict_volume, predict_volume_mc
@@ -104,8 +106,13 @@ def test_resume_continues_exactly(cohort: Path, tmp_path: Path):
         train(cfg(tmp_path / "a"))
 
 
-def test_predict_volume_on_native_grid(cohort: Path, tmp_path: Path):
-    result = train(tiny_config(cohort, tmp_path / "run"))
+@pytest.fixture(scope="module")
+def trained(cohort: Path, tmp_path_factory: pytest.TempPathFactory):
+    return train(tiny_config(cohort, tmp_path_factory.mktemp("trained") / "run"))
+
+
+def test_predict_volume_on_native_grid(cohort: Path, trained):
+    result = trained
     ck = load_checkpoint(result.best_checkpoint)
     assert ck.which == "teacher" and ck.input_size == 32
     raw = load_checkpoint(result.best_checkpoint, calibrated=False)
@@ -122,3 +129,14 @@ def test_predict_volume_on_native_grid(cohort: Path, tmp_path: Path):
         ck.model, vol, input_size=32, windows=ck.windows, batch_size=8, mc_samples=4
     )
     assert mean.shape == vol.shape and ent is not None and np.all((ent >= 0) & (ent <= 1 + 1e-6))
+
+
+def test_ugss_eval_scores_the_checkpoints_test_split(cohort: Path, trained, tmp_path: Path):
+    out = tmp_path / "eval"
+    args = [trained.best_checkpoint, "--data", str(cohort), "--split", "test", "--out", str(out)]
+    result = CliRunner().invoke(eval_app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "evaluation.json").read_text())
+    test_ids = read_checkpoint(trained.best_checkpoint)["data"]["split"]["test"]
+    assert [s["scan_id"] for s in summary["scans"]] == test_ids
+    assert (out / "evaluation.md").is_file()

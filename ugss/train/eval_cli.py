@@ -1,0 +1,255 @@
+"""``ugss-eval``: score a trained model on labeled scans (paper eq. 16–19), with plots.
+
+The model is a training checkpoint (``.pt``: torch, ``ugss.train.predict``) or an exported
+ONNX model (``.onnx``: onnxruntime, ``ugss.runtime.segment`` — the deployment path). Each scan
+is predicted on its native grid and handed to ``ugss.evaluation.EvaluationAccumulator``; this
+module only wires prediction to the metrics.
+
+Which scans: ``--data``/``--manifest`` (every labeled scan, or ``--split`` when they are the
+checkpoint's own data) or, for a checkpoint given alone, the data it was trained on and its
+saved ``test`` split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ugss.cli_support import run_cli, setup_logging
+from ugss.errors import InputError
+from ugss.runtime.nifti import read_nifti
+from ugss.runtime.volume import Volume
+from ugss.train.cache import read_mask_for
+from ugss.train.manifest import ScanRecord, load_records, read_physionet
+
+app = typer.Typer(add_completion=False, help=__doc__)
+console = Console(stderr=True)
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "val", "train", "all")
+Predictor = Callable[[Volume], tuple[np.ndarray, np.ndarray | None]]  # → prob, pred mask
+
+
+def _subset(records: list[ScanRecord], split: dict[str, list[str]], which: str) -> list[ScanRecord]:
+    """The records of one role of a checkpoint's saved split (``all``: every record)."""
+    if which == "all":
+        return records
+    if which == "train":
+        wanted = set(split["train_labeled"] + split["train_unlabeled"])
+    else:
+        wanted = set(split.get(which, []))
+    return [r for r in records if r.scan_id in wanted]
+
+
+def _checkpoint_records(
+    doc_config: Any, split: dict[str, list[str]], which: str
+) -> list[ScanRecord]:
+    """The scans a checkpoint was trained with, restricted to one role of its saved split."""
+    from ugss.train.synthetic import synthetic_cohort_dir
+
+    d = doc_config.data
+    if d.data_dir or d.manifest:
+        records = load_records(d.data_dir, d.manifest)
+    else:
+        root = synthetic_cohort_dir(d)
+        if not root.is_dir():
+            raise InputError(f"the synthetic cohort {root} is gone: pass --data or --manifest")
+        records = read_physionet(root)
+    return _subset(records, split, which)
+
+
+def _torch_predictor(
+    path: Path, which: str, mc_samples: int, batch_size: int, device: str, threshold: float | None
+) -> tuple[Predictor, float, dict[str, Any], Any]:
+    import torch
+
+    from ugss.train.loop import resolve_device
+    from ugss.train.predict import load_checkpoint, predict_volume
+
+    ck = load_checkpoint(path, which=which, device=resolve_device(device))
+    thr = ck.threshold if threshold is None else threshold
+
+    def predict(volume: Volume) -> tuple[np.ndarray, np.ndarray | None]:
+        with torch.no_grad():
+            prob = predict_volume(
+                ck.model,
+                volume,
+                input_size=ck.input_size,
+                windows=ck.windows,
+                batch_size=batch_size,
+                mc_samples=mc_samples,
+            )
+        return prob, None
+
+    info = {"model": str(path), "weights": ck.which, "method": ck.method, "epoch": ck.epoch}
+    return predict, thr, info, ck
+
+
+def _onnx_predictor(
+    path: Path, mc_samples: int, batch_size: int, threshold: float | None, min_ml: float
+) -> tuple[Predictor, float, dict[str, Any]]:
+    from ugss.runtime.engines import OnnxEngine
+    from ugss.runtime.segment import segment_volume
+
+    engine = OnnxEngine(path)
+    thr = engine.info.threshold if threshold is None else threshold
+
+    def predict(volume: Volume) -> tuple[np.ndarray, np.ndarray | None]:
+        seg = segment_volume(
+            volume,
+            engine,
+            batch_size=batch_size,
+            min_component_ml=min_ml,
+            threshold=thr,
+            use_mc=mc_samples != 0,
+            check_intensities=False,
+        )
+        return seg.prob, seg.mask
+
+    return predict, thr, {"model": str(path), "engine": engine.description}
+
+
+def evaluate_records(
+    records: list[ScanRecord],
+    predict: Predictor,
+    threshold: float,
+    progress: Callable[[int, int], None] | None = None,
+):
+    """Predict every labeled record and accumulate the metrics."""
+    from ugss.evaluation import EvaluationAccumulator
+
+    labeled = [r for r in records if r.mask_path]
+    if not labeled:
+        raise InputError("no labeled scans to evaluate (every scan lacks a mask)")
+    acc = EvaluationAccumulator(threshold=threshold)
+    for i, rec in enumerate(labeled):
+        volume = read_nifti(rec.scan_path)
+        truth = read_mask_for(volume, rec.mask_path)  # type: ignore[arg-type]
+        prob, pred = predict(volume)
+        acc.add(rec.scan_id, truth, prob, volume.voxel_volume_ml, pred_mask=pred)
+        if progress is not None:
+            progress(i + 1, len(labeled))
+    return acc.summary()
+
+
+def _print(summary: Any, info: dict[str, Any]) -> None:
+    o, v = summary.overlap, summary.volume
+    table = Table(title=f"ugss-eval: {summary.n_scans} scans", show_header=False)
+    for k, val in info.items():
+        table.add_row(k, str(val))
+    table.add_row("Dice per scan (mean ± sd)", f"{o.dice_mean:.3f} ± {o.dice_std:.3f}")
+    table.add_row("Dice pooled", f"{o.dice_pooled:.3f}")
+    table.add_row("Jaccard per scan / pooled", f"{o.jaccard_mean:.3f} / {o.jaccard_pooled:.3f}")
+    table.add_row("pixel accuracy", f"{summary.pixel_accuracy:.4f}")
+    sd = summary.slice_detection.to_dict()
+    table.add_row(
+        "slice detection sens / spec / AUC",
+        f"{sd.get('sensitivity', float('nan')):.3f} / {sd.get('specificity', float('nan')):.3f}"
+        f" / {summary.slice_detection.auc:.3f}",
+    )
+    table.add_row("volume R² (identity) / bias mL", f"{v.r2:.3f} / {v.bias_ml:+.2f}")
+    Console().print(table)
+
+
+@app.command()
+def main_command(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or exported model (.onnx)")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="PhysioNet CT-ICH folder to evaluate on")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="CSV/JSON manifest of scans and masks")
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(help="test | val | train | all (default: test of the checkpoint's data)"),
+    ] = "",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report folder (default: eval-<split> beside the model)"),
+    ] = None,
+    which: Annotated[
+        str, typer.Option(help="Checkpoint weights: auto (validated) | teacher | student")
+    ] = "auto",
+    mc_samples: Annotated[
+        int, typer.Option(help="MC-dropout samples (0: deterministic; ONNX: >0 uses MC graph)")
+    ] = 0,
+    threshold: Annotated[
+        float | None, typer.Option(help="Probability threshold (default: the model's)")
+    ] = None,
+    min_component_ml: Annotated[
+        float, typer.Option(help="ONNX path: drop components smaller than this (mL)")
+    ] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Slices per forward pass")] = 8,
+    device: Annotated[str, typer.Option(help="Checkpoints: auto | cpu | cuda")] = "auto",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+) -> None:
+    """Dice, Jaccard, pixel accuracy, slice detection and volume agreement, with plots."""
+    setup_logging(verbose)
+    if split and split not in SPLITS:
+        raise InputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if data and manifest:
+        raise InputError("give either --data or --manifest, not both")
+    is_onnx = model.suffix.lower() == ".onnx"
+    if not model.is_file():
+        raise InputError(f"{model}: no such model file")
+    if is_onnx:
+        predict, thr, info = _onnx_predictor(
+            model, mc_samples, batch_size, threshold, min_component_ml
+        )
+        if not (data or manifest):
+            raise InputError("an ONNX model needs --data or --manifest to evaluate on")
+        records = load_records(str(data) if data else None, str(manifest) if manifest else None)
+        split = split or "all"
+    else:
+        predict, thr, info, ck = _torch_predictor(
+            model, which, mc_samples, batch_size, device, threshold
+        )
+        if data or manifest:
+            records = load_records(str(data) if data else None, str(manifest) if manifest else None)
+            split = split or "all"
+            records = _subset(records, ck.data["split"], split)
+        else:
+            if ck.config is None:
+                raise InputError(f"{model}: the checkpoint carries no configuration")
+            split = split or "test"
+            records = _checkpoint_records(ck.config, ck.data["split"], split)
+    info["split"] = split
+    info["threshold"] = thr
+    if not records:
+        raise InputError(f"no scans in split {split!r}")
+    out_dir = out or model.parent / f"eval-{split}"
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("evaluating scans", total=len([r for r in records if r.mask_path]))
+        summary = evaluate_records(
+            records, predict, thr, lambda done, _total: bar.update(task, completed=done)
+        )
+    from ugss.evaluation import write_markdown, write_plots
+
+    summary.write_json(out_dir / "evaluation.json")
+    write_markdown(summary, out_dir / "evaluation.md", title=f"UGSS evaluation — {model.name}")
+    plots = write_plots(summary, out_dir)
+    _print(summary, info)
+    console.print(f"wrote {out_dir}/evaluation.json, evaluation.md and {len(plots)} plot(s)")
+
+
+def main() -> None:
+    run_cli(app)
+
+
+if __name__ == "__main__":
+    main()
