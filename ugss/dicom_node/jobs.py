@@ -89,8 +89,6 @@ def process_series(
     low, high = seg.interval_ml if seg.interval_ml is not None else (seg.volume_ml, seg.volume_ml)
     finding = VolumeFinding(seg.volume_ml, low, high)
     ids = ResultIds.for_version(series_uid, version)
-    mask_frames = info.frames(seg.mask)
-    hu_frames = info.frames(volume.hu) if overlay else None
     summary: dict[str, Any] = {
         "version": version,
         "slices": len(info.headers),
@@ -98,7 +96,14 @@ def process_series(
         "interval_ml": [round(low, 3), round(high, 3)] if seg.interval_ml is not None else None,
         "model": {"name": model_name, "version": model_version, "engine": engine.description},
     }
-    del seg, volume  # the probability and entropy maps are not needed for encoding
+    # Free the probability and entropy maps (and the HU volume) before anything new is
+    # allocated: they dominate the peak memory of a long series.
+    mask = seg.mask
+    del seg
+    hu_frames = info.frames(volume.hu) if overlay else None
+    del volume
+    mask_frames = info.frames(mask)
+    del mask
 
     out_dir = result_dir(results, study_uid, series_uid, version)
     seg_ds = build_seg(
