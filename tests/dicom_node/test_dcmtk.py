@@ -16,6 +16,7 @@ from node_helpers import ECHOSCU, STORESCU, mask_from_seg, wait_until
 
 from ugss.dicom_node.config import Peer
 from ugss.runtime.dicom_series import read_dicom_series_with_refs
+from ugss.runtime.segment import segment_volume
 
 pytestmark = [
     pytest.mark.integration,
@@ -61,19 +62,25 @@ def test_storescu_series_is_processed(make_node, pacs, series34):
 
 @pytest.mark.parametrize(
     ("tool", "args", "propose"),
-    [("dcmcjpeg", [], "-xs"), ("dcmcjpls", [], "-xt")],
-    ids=["jpeg-lossless", "jpeg-ls"],
+    [("dcmcjpeg", [], "-xs"), ("dcmcjpls", [], "-xt"), ("pydicom", [], "-xv")],
+    ids=["jpeg-lossless", "jpeg-ls", "jpeg2000-lossless"],
 )
 def test_compressed_transfer_syntaxes_decode_losslessly(
-    make_node, pacs, series34, tmp_path, tool, args, propose
+    make_node, pacs, series34, engine, tmp_path, tool, args, propose
 ):
-    exe = shutil.which(tool)
-    if exe is None:
-        pytest.skip(f"{tool} not installed (dcmtk)")
     folder = tmp_path / tool
     folder.mkdir()
-    for p in series34:
-        assert _run([exe, *args, str(p), str(folder / p.name)]).returncode == 0
+    if tool == "pydicom":  # DCMTK has no JPEG 2000 encoder; OpenJPEG through pydicom does
+        for p in series34:
+            ds = pydicom.dcmread(p)
+            ds.compress(pydicom.uid.JPEG2000Lossless, generate_instance_uid=False)
+            ds.save_as(folder / p.name, enforce_file_format=True)
+    else:
+        exe = shutil.which(tool)
+        if exe is None:
+            pytest.skip(f"{tool} not installed (dcmtk)")
+        for p in series34:
+            assert _run([exe, *args, str(p), str(folder / p.name)]).returncode == 0
     ts = pydicom.dcmread(
         folder / series34[0].name, stop_before_pixels=True
     ).file_meta.TransferSyntaxUID
@@ -105,7 +112,9 @@ def test_compressed_transfer_syntaxes_decode_losslessly(
     v_plain, info = read_dicom_series_with_refs(series34[0].parent)
     v_comp, _ = read_dicom_series_with_refs(folder)
     assert np.array_equal(v_plain.hu, v_comp.hu)
-    assert mask_from_seg(seg_path, list(info.sop_instance_uids)).any()
+    expected = info.frames(segment_volume(v_plain, engine).mask)
+    assert expected.any()
+    assert np.array_equal(mask_from_seg(seg_path, list(info.sop_instance_uids)), expected)
 
 
 def _certificates(folder: Path) -> dict[str, Path]:
