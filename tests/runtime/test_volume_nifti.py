@@ -103,3 +103,13 @@ def test_read_volume_refuses_unknown_files(tmp_path):
         read_volume(dcm)
     with pytest.raises(VolumeError, match="no such file"):
         read_volume(tmp_path / "missing.nii")
+
+
+def test_corrupt_gzip_is_named(tmp_path, asym_volume):
+    good = tmp_path / "good.nii.gz"
+    write_nifti(good, asym_volume.hu, like=asym_volume)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(data[:10] + bytes(b ^ 0xFF for b in data[10:40]) + data[40:])
+    with pytest.raises(VolumeError, match="corrupt or truncated gzip"):
+        read_nifti(bad)

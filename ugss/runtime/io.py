@@ -23,5 +23,7 @@ def read_volume(path: str | Path) -> Volume:
     with open(path, "rb") as fh:
         head = fh.read(132)
     if head[128:132] == b"DICM":
-        raise VolumeError(f"{path}: a single DICOM file; pass the folder that holds the whole series")
+        raise VolumeError(
+            f"{path}: a single DICOM file; pass the folder that holds the whole series"
+        )
     raise VolumeError(f"{path}: not a NIfTI file (.nii, .nii.gz) or a DICOM series folder")

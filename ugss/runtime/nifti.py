@@ -1,7 +1,9 @@
-"""NIfTI volumes: read any orientation into the canonical grid, write results back onto the input's grid."""
+"""NIfTI volumes: read any orientation canonically, write results back on the input grid."""
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +19,16 @@ def is_nifti_path(path: str | Path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
+def _gzip_readable(path: Path) -> bool:
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error):
+        return False
+    return True
+
+
 def read_nifti(path: str | Path) -> Volume:
     """Read a 3D NIfTI CT scan (values in HU after the header's scaling) into canonical order."""
     path = Path(path)
@@ -28,6 +40,8 @@ def read_nifti(path: str | Path) -> Volume:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many kinds for a non-NIfTI or damaged file
+        if path.name.lower().endswith(".gz") and not _gzip_readable(path):
+            raise VolumeError(f"{path}: corrupt or truncated gzip file") from exc
         raise VolumeError(f"{path}: not a readable NIfTI image ({exc})") from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -50,7 +64,7 @@ def read_nifti(path: str | Path) -> Volume:
 def write_nifti(
     path: str | Path, data_zyx: np.ndarray, like: Volume, dtype: type | None = None
 ) -> Path:
-    """Write ``(z, y, x)`` data on ``like``'s grid, in the voxel order and affine of its source file.
+    """Write ``(z, y, x)`` data on ``like``'s grid, in its source file's voxel order and affine.
 
     Masks and maps written this way overlay the input scan voxel for voxel. ``dtype`` converts
     (rounding first for integer types); booleans become uint8.

@@ -99,7 +99,9 @@ class Volume:
         return self.source_grid.from_canonical(data_zyx), self.source_grid.affine
 
 
-def canonicalize(data_ijk: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, SourceGrid]:
+def canonicalize(
+    data_ijk: np.ndarray, affine: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, SourceGrid]:
     """Reorder ``(i, j, k)`` voxel data with its RAS affine into canonical ``(z, y, x)``.
 
     Returns the canonical array, its affine, and the source grid to map results back.
