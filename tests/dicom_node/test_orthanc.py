@@ -6,6 +6,9 @@ called-AE and modality-host checks on, stores only from known modalities).
 
 from __future__ import annotations
 
+import json
+
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -17,10 +20,12 @@ from node_helpers import (
     mask_from_seg,
     wait_until,
 )
+from typer.testing import CliRunner
 
 from ugss.dicom_node.config import Destination, Peer
 from ugss.dicom_node.sr import read_volume_ml
 from ugss.runtime.dicom_series import read_dicom_series_with_refs
+from ugss.runtime.infer_cli import app as infer_app
 from ugss.runtime.segment import segment_volume
 
 pytestmark = [
@@ -49,7 +54,9 @@ def _results(orthanc: Orthanc, modality: str) -> list[dict]:
     return orthanc.find_series(Modality=modality)
 
 
-def test_orthanc_push_gets_seg_and_sr_back(orthanc_and_node, series34, engine, tmp_path):
+def test_orthanc_push_gets_seg_and_sr_back(
+    orthanc_and_node, series34, engine, model_path, tmp_path
+):
     orthanc, node = orthanc_and_node
     assert orthanc.post("/modalities/ugss/echo", {}) is not None
     orthanc.upload(series34)
@@ -76,13 +83,26 @@ def test_orthanc_push_gets_seg_and_sr_back(orthanc_and_node, series34, engine, t
     assert dciodvfy_errors(seg_path) == []
     assert dciodvfy_errors(sr_path) == []
 
+    # voxel for voxel what ugss-infer writes for the same series (its mask on the source grid)
     volume, info = read_dicom_series_with_refs(series34[0].parent)
-    expected = segment_volume(volume, engine)
+    out = CliRunner().invoke(
+        infer_app,
+        [str(series34[0].parent), "-o", str(tmp_path / "infer"), "--model", str(model_path),
+         "--provider", "cpu", "--no-pictures"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    (mask_file,) = (tmp_path / "infer").glob("*_mask.nii.gz")
+    infer_frames = np.asarray(nib.load(mask_file).dataobj).transpose(2, 1, 0) > 0
     mask = mask_from_seg(seg_path, list(info.sop_instance_uids))
+    assert mask.any() and np.array_equal(mask, infer_frames)
+    expected = segment_volume(volume, engine)
     assert np.array_equal(mask, info.frames(expected.mask))
+    report = json.loads(next((tmp_path / "infer").glob("*_report.json")).read_text())
     value, low, high = read_volume_ml(pydicom.dcmread(sr_path))
     assert value == pytest.approx(expected.volume_ml, abs=1e-3)
     assert low <= value <= high
+    assert value == pytest.approx(report["total_volume_ml"], abs=1e-3)
+    assert (low, high) == pytest.approx(tuple(report["interval_ml"]), abs=1e-3)
 
 
 def test_orthanc_rejects_results_from_an_unknown_node(tmp_path, make_node, series34):
