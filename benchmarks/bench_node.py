@@ -131,53 +131,63 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def storescu(port: int, folder: Path, called: str) -> float:
+def storescu(port: int, folder: Path, called: str, nodelay: bool = False) -> float:
+    """DCMTK storescu, one association; ``nodelay``: TCP_NODELAY=1 (Debian's build keeps Nagle)."""
+    env = {**os.environ, "TCP_NODELAY": "1" if nodelay else "0"}
     t0 = time.perf_counter()
     subprocess.run(
         [STORESCU, "-aet", "BENCH", "-aec", called, "127.0.0.1", str(port), "+sd", str(folder)],
         check=True,
         capture_output=True,
+        env=env,
     )
     return time.perf_counter() - t0
 
 
+def _storescp_seconds(work: Path, folder: Path, nodelay: bool) -> float:
+    from node_helpers import free_port
+
+    port = free_port()
+    out = Path(tempfile.mkdtemp(dir=work, prefix="scp"))
+    env = {**os.environ, "TCP_NODELAY": "1" if nodelay else "0"}
+    scp = subprocess.Popen([STORESCP, "-aet", "REF", "-od", str(out), str(port)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(0.5)
+    try:
+        return storescu(port, folder, "REF", nodelay)
+    finally:
+        scp.terminate()
+        scp.wait()
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def bench_receive(work: Path, model: Path, series: list[Path], repeats: int) -> dict:
+    """Seconds per series into the node and into DCMTK's storescp, Nagle on (DCMTK's default
+    on Debian) and off (TCP_NODELAY=1 for the DCMTK tools)."""
     from node_helpers import free_port
 
     folder = series[0].parent
     n = len(series)
     mb = sum(p.stat().st_size for p in series) / 1e6
-    node_s, scp_s = [], []
+    times: dict[str, list[float]] = {}
     for r in range(repeats):
         port = free_port()
         wdir = work / f"recv{r}"
         wdir.mkdir()
         proc = start_node(wdir, model, port=port, quiet=3600, dests=[])
         try:
-            node_s.append(storescu(port, folder, "UGSS"))
+            times.setdefault("node", []).append(storescu(port, folder, "UGSS"))
+            # the same instances again: resends, stored again (replaced), same cost
+            times.setdefault("node_nodelay", []).append(storescu(port, folder, "UGSS", True))
         finally:
             stop(proc)
         if os.path.exists(STORESCP):
-            port = free_port()
-            out = work / f"scp{r}"
-            out.mkdir()
-            scp = subprocess.Popen(
-                [STORESCP, "-aet", "REF", "-od", str(out), str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(0.5)
-            try:
-                scp_s.append(storescu(port, folder, "REF"))
-            finally:
-                scp.terminate()
-                scp.wait()
-    res = {"instances": n, "megabytes": round(mb, 1), "node_s": round(statistics.median(node_s), 3)}
-    res["node_instances_per_s"] = round(n / res["node_s"], 1)
-    if scp_s:
-        res["storescp_s"] = round(statistics.median(scp_s), 3)
-        res["storescp_instances_per_s"] = round(n / res["storescp_s"], 1)
-        res["node_vs_storescp"] = round(res["node_s"] / res["storescp_s"], 2)
+            times.setdefault("storescp", []).append(_storescp_seconds(work, folder, False))
+            times.setdefault("storescp_nodelay", []).append(_storescp_seconds(work, folder, True))
+    res: dict = {"instances": n, "megabytes": round(mb, 1), "receivers": {}}
+    for name, values in times.items():
+        sec = statistics.median(values)
+        res["receivers"][name] = {"seconds": round(sec, 3), "instances_per_s": round(n / sec, 1)}
     return res
 
 
@@ -371,12 +381,14 @@ def print_tables(result: dict) -> None:
 
 def print_receive(r: dict) -> None:
     print(f"\nreceive ({r['instances']} instances, {r['megabytes']} MB, storescu → loopback)")
-    print(f"  node       {r['node_s']:8.2f} s  {r['node_instances_per_s']:8.1f} inst/s")
-    if "storescp_s" in r:
-        print(
-            f"  storescp   {r['storescp_s']:8.2f} s  {r['storescp_instances_per_s']:8.1f} inst/s"
-            f"   node/storescp time ratio {r['node_vs_storescp']:.2f}"
-        )
+    labels = {
+        "node": "ugss-node, storescu defaults",
+        "node_nodelay": "ugss-node, storescu TCP_NODELAY=1",
+        "storescp": "DCMTK storescp, defaults",
+        "storescp_nodelay": "DCMTK storescp, TCP_NODELAY=1",
+    }
+    for name, v in r["receivers"].items():
+        print(f"  {labels[name]:36} {v['seconds']:7.2f} s  {v['instances_per_s']:7.1f} inst/s")
 
 
 def print_turnaround(t: dict) -> None:
