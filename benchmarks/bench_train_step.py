@@ -29,18 +29,28 @@ from ugss.train.model import ModelConfig, ResUNet
 from ugss.train.step import StepSettings, compute_loss
 from ugss.train.teacher import make_teacher, teacher_mc, teacher_mc_sequential, wema_update
 
+CPU_TIMES: dict[str, float] = {}  # median process CPU seconds of the last ``median_times`` call
+
 
 def median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict:
-    """Median seconds per function, timed round-robin so load changes hit all of them alike."""
+    """Median wall seconds per function, timed round-robin so load changes hit all alike.
+
+    The median process CPU time (all threads) goes to ``CPU_TIMES``: on a machine shared with
+    other jobs it measures the work itself and is the steadier basis for ratios.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    CPU_TIMES.clear()
+    CPU_TIMES.update({k: statistics.median(v) for k, v in cpu.items()})
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -114,15 +124,17 @@ def main() -> None:
         fns[f"{method} (B/2 unlabeled)"] = step_fn(method, batch, t, cl)
     fns["ugss (all labeled)"] = step_fn("ugss", make_batch(batch_size, 0, crop, cl), t, cl)
     steps = median_times(fns, reps)
-    base = steps["supervised"]
-    print(
-        f"\nTraining step, batch {batch_size} × {crop}², T = {t}, {torch.get_num_threads()} threads"
-    )
-    print(f"{'method':28s} {'median s':>9s} {'× supervised':>13s}")
+    cpu = dict(CPU_TIMES)
+    base, cbase = steps["supervised"], cpu["supervised"]
+    threads = torch.get_num_threads()
+    print(f"\nTraining step, batch {batch_size} × {crop}², T = {t}, {threads} threads")
+    print(f"{'method':28s} {'wall s':>8s} {'× sup':>6s} {'CPU s':>8s} {'× sup':>6s}")
     for name, s in steps.items():
-        print(f"{name:28s} {s:9.3f} {s / base:13.2f}")
+        print(f"{name:28s} {s:8.3f} {s / base:6.2f} {cpu[name]:8.3f} {cpu[name] / cbase:6.2f}")
     results["step_s"] = steps
     results["step_ratio"] = {k: v / base for k, v in steps.items()}
+    results["step_cpu_s"] = cpu
+    results["step_cpu_ratio"] = {k: v / cbase for k, v in cpu.items()}
 
     # 2. teacher MC: batched shared trunk vs T full passes
     torch.manual_seed(0)
@@ -137,22 +149,31 @@ def main() -> None:
             },
             reps,
         )
-    single, batched, sequential = mc["single"], mc["batched"], mc["sequential"]
+    mc_cpu = dict(CPU_TIMES)
     print(f"\nTeacher MC, batch {batch_size} × {crop}², T = {t}")
-    print(f"{'variant':28s} {'median s':>9s} {'× one pass':>11s}")
-    for name, s in (("one deterministic pass", single), ("batched, shared trunk", batched),
-                    ("sequential, T full passes", sequential)):  # fmt: skip
-        print(f"{name:28s} {s:9.3f} {s / single:11.2f}")
-    print(f"sequential / batched: {sequential / batched:.2f}×")
-    results["teacher_mc_s"] = {"single": single, "batched": batched, "sequential": sequential}
-    results["teacher_sequential_over_batched"] = sequential / batched
+    print(f"{'variant':28s} {'wall s':>8s} {'× one':>6s} {'CPU s':>8s} {'× one':>6s}")
+    names = {
+        "single": "one deterministic pass",
+        "batched": "batched, shared trunk",
+        "sequential": "sequential, T full passes",
+    }
+    for key, name in names.items():
+        w, c = mc[key], mc_cpu[key]
+        print(f"{name:28s} {w:8.3f} {w / mc['single']:6.2f} {c:8.3f} {c / mc_cpu['single']:6.2f}")
+    seq_wall = mc["sequential"] / mc["batched"]
+    seq_cpu = mc_cpu["sequential"] / mc_cpu["batched"]
+    print(f"sequential / batched: {seq_wall:.2f}× wall, {seq_cpu:.2f}× CPU")
+    results["teacher_mc_s"] = mc
+    results["teacher_mc_cpu_s"] = mc_cpu
+    results["teacher_sequential_over_batched"] = seq_wall
+    results["teacher_sequential_over_batched_cpu"] = seq_cpu
 
     # 3. inference: MC T / deterministic per dropout placement
     n_inf = 4 if args.tiny else 8
     xi = torch.rand(n_inf, 3, size, size).contiguous(memory_format=torch.channels_last)
     placement = {}
     print(f"\nInference, {n_inf} slices × {size}², MC T = {t} over one deterministic pass")
-    print(f"{'dropout at':28s} {'det s':>8s} {'MC s':>8s} {'ratio':>7s}")
+    print(f"{'dropout at':28s} {'det s':>8s} {'MC s':>8s} {'ratio':>7s} {'CPU ratio':>10s}")
     for at, kind in (("head", "channel"), ("head", "element"), ("dec1", "channel"),
                      ("decoder", "channel"), ("bottleneck", "channel")):  # fmt: skip
         torch.manual_seed(0)
@@ -161,8 +182,15 @@ def main() -> None:
         with torch.no_grad():
             r = median_times({"det": lambda m=m: m(xi), "mc": lambda m=m: m.mc_logits(xi, t)}, reps)
         name = f"{at} ({kind})"
-        placement[name] = {"det_s": r["det"], "mc_s": r["mc"], "ratio": r["mc"] / r["det"]}
-        print(f"{name:28s} {r['det']:8.3f} {r['mc']:8.3f} {r['mc'] / r['det']:7.2f}")
+        c = dict(CPU_TIMES)
+        placement[name] = {
+            "det_s": r["det"],
+            "mc_s": r["mc"],
+            "ratio": r["mc"] / r["det"],
+            "cpu_ratio": c["mc"] / c["det"],
+        }
+        ratio, cratio = r["mc"] / r["det"], c["mc"] / c["det"]
+        print(f"{name:28s} {r['det']:8.3f} {r['mc']:8.3f} {ratio:7.2f} {cratio:10.2f}")
     results["mc_over_det_by_placement"] = placement
 
     if args.json:

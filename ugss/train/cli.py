@@ -47,6 +47,9 @@ class RichHooks(TrainHooks):
         if self.started:
             self.progress.stop()
 
+    def on_note(self, text: str) -> None:
+        console.print(text)
+
     def on_data(self, done: int, total: int) -> None:
         self.start()
         if self.cache_task is None:

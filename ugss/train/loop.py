@@ -36,7 +36,11 @@ from ugss.train.manifest import ScanRecord, load_records, read_physionet
 from ugss.train.model import ResUNet, build_model
 from ugss.train.schedules import WarmupCosine, consistency_weight, cosine_decay
 from ugss.train.step import StepSettings, compute_loss
-from ugss.train.synthetic import ensure_synthetic_cohort
+from ugss.train.synthetic import (
+    ensure_synthetic_cohort,
+    is_complete_cohort,
+    synthetic_cohort_dir,
+)
 from ugss.train.teacher import make_teacher, update_teacher
 from ugss.train.validate import validate
 
@@ -47,6 +51,8 @@ LAST, BEST, METRICS, SUMMARY = "last.pt", "best.pt", "metrics.jsonl", "summary.j
 
 class TrainHooks:
     """Progress callbacks (the CLI draws bars with them); every method is optional."""
+
+    def on_note(self, text: str) -> None: ...
 
     def on_data(self, done: int, total: int) -> None: ...
 
@@ -95,11 +101,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _load_records(config: TrainConfig, dinfo: DistInfo) -> list[ScanRecord]:
+def _load_records(config: TrainConfig, dinfo: DistInfo, hooks: TrainHooks) -> list[ScanRecord]:
     d = config.data
     if d.data_dir or d.manifest:
         return load_records(d.data_dir, d.manifest)
     if dinfo.is_main:
+        if not is_complete_cohort(synthetic_cohort_dir(d)):
+            hooks.on_note(
+                f"generating a synthetic cohort of {d.synth_scans} scans "
+                f"(matrix {d.synth_matrix}) in {synthetic_cohort_dir(d)}"
+            )
         root = ensure_synthetic_cohort(d)
     barrier(dinfo)
     if not dinfo.is_main:
@@ -108,7 +119,7 @@ def _load_records(config: TrainConfig, dinfo: DistInfo) -> list[ScanRecord]:
 
 
 def _prepare(config: TrainConfig, dinfo: DistInfo, hooks: TrainHooks) -> TrainingData:
-    records = _load_records(config, dinfo)
+    records = _load_records(config, dinfo, hooks)
     cache = config.data.cache_dir
     if dinfo.is_main:
         data = prepare_data(records, config.data, cache_root=cache, progress=hooks.on_data)

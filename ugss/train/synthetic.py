@@ -28,6 +28,10 @@ def synthetic_cohort_dir(cfg: DataConfig) -> Path:
     return default_cache_root() / name
 
 
+def is_complete_cohort(root: Path) -> bool:
+    return (root / MARKER).is_file()
+
+
 def ensure_synthetic_cohort(cfg: DataConfig) -> Path:
     """The cohort folder (PhysioNet layout), generated with ``ugss.synth.make_cohort`` if absent."""
     root = synthetic_cohort_dir(cfg)
