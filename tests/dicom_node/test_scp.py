@@ -64,6 +64,7 @@ def _modified(src, tmp_path, name, **changes):
     return out
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_bad_instances_get_failure_statuses(make_node, series34, tmp_path):
     node = make_node()
     port = node.address[1]
