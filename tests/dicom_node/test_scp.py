@@ -154,7 +154,14 @@ def test_mixed_spacing_series_is_rejected_with_a_logged_reason(make_node, tmp_pa
     ds.save_as(files[3])
     with caplog.at_level("INFO", logger="ugss.dicom_node"):
         assert send_files(node.address[1], files) == [0] * 6
-        wait_until(lambda: node.db.counts("jobs").get("failed"), timeout=20)
+        # the worker records the failure, then logs it: wait for both
+        wait_until(
+            lambda: (
+                node.db.counts("jobs").get("failed")
+                and any("series_rejected" in r.getMessage() for r in caplog.records)
+            ),
+            timeout=20,
+        )
     job = node.db.rows("jobs")[0]
     assert job["state"] == "failed" and expected in job["error"]
     assert node.db.rows("series")[0]["state"] == "failed"
