@@ -145,6 +145,12 @@ def main_command(
             "--no-confidence", help="Ablation: no p_conf weighting of the consistency loss"
         ),
     ] = False,
+    no_calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--no-calibrate", help="Keep the raw weighted-BCE output (no −ln w_pos logit offset)"
+        ),
+    ] = False,
     labeled_fraction: Annotated[
         float, typer.Option(help="Share of training scans keeping their masks, in (0, 1]")
     ] = _D.labeled_fraction,
@@ -275,6 +281,7 @@ def main_command(
             alpha_end=alpha_end,
             ema_decay=ema_decay,
             wema_student_weight=wema_student_weight,
+            calibrate=not no_calibrate,
         ),
         optim=OptimConfig(
             epochs=epochs,
