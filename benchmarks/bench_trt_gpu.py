@@ -122,7 +122,7 @@ def onnx_models(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     """``det``, ``mc`` (host noise) and ``mc_graph`` (in-graph noise) ONNX files."""
     import onnx
 
-    from ugss.export.onnx_export import noise_in_graph
+    from ugss.export.onnx_edit import noise_in_graph
 
     if args.onnx_dir:
         paths = {"det": args.onnx_dir / "model-det.onnx", "mc": args.onnx_dir / "model.onnx"}

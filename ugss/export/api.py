@@ -39,13 +39,8 @@ from ugss.train.predict import LoadedCheckpoint
 
 from . import metadata as md
 from .mc_graph import NOISE_MODES, DeterministicGraph, MCGraph
-from .onnx_export import (
-    DYNAMO_OPSET,
-    EXPORTERS,
-    LEGACY_OPSET,
-    export_module,
-    noise_in_graph,
-)
+from .onnx_edit import noise_in_graph
+from .onnx_export import DYNAMO_OPSET, EXPORTERS, LEGACY_OPSET, export_module
 from .source import WEIGHTS, open_checkpoint
 from .verify import Parity, deterministic_parity, example_batch, mc_parity, run_to_run_change
 

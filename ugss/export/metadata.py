@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from onnx import helper
 
 from ugss import __version__
 from ugss.runtime.model_info import KIND_DETERMINISTIC, KIND_MC, ModelInfo
-from ugss.train.predict import LoadedCheckpoint
+
+if TYPE_CHECKING:
+    from ugss.train.predict import LoadedCheckpoint
 
 PRODUCER = "ugss-export"
 EXPORT_PREFIX = "ugss.export."

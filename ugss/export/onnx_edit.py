@@ -1,0 +1,57 @@
+"""Small edits of exported ONNX graphs (onnx + numpy only, no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ugss.errors import ConfigError
+
+
+def strip_initializer_identities(model: onnx.ModelProto) -> int:
+    """Drop ``Identity`` nodes that merely alias an initializer (the legacy exporter's way of
+    sharing folded constants); consumers read the initializer directly. Returns how many."""
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias = {
+        n.output[0]: n.input[0]
+        for n in graph.node
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs
+    }
+    if not alias:
+        return 0
+    keep = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return len(alias)
+
+
+def noise_in_graph(model: onnx.ModelProto, input_name: str = "dropout_noise") -> onnx.ModelProto:
+    """The same graph with its host-noise input replaced by ``RandomUniformLike`` of that shape.
+
+    Everything downstream is untouched, so the parity measured with host noise carries over.
+    Needed where an input without a batch axis is not allowed (Triton's dynamic batching).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    (noise,) = [i for i in graph.input if i.name == input_name]
+    dims = [d.dim_value for d in noise.type.tensor_type.shape.dim]
+    if not all(d > 0 for d in dims):
+        raise ConfigError(f"{input_name} must have a fixed shape to move it into the graph")
+    template = f"{input_name}_like"
+    graph.initializer.append(
+        onnx.numpy_helper.from_array(np.zeros(dims, dtype=np.float32), template)
+    )
+    node = onnx.helper.make_node(
+        "RandomUniformLike", [template], [input_name], name="dropout_noise_rng", low=0.0, high=1.0
+    )
+    graph.node.insert(0, node)
+    graph.input.remove(noise)
+    onnx.checker.check_model(out, full_check=True)
+    return out
