@@ -140,6 +140,7 @@ def test_checkpoint_option_mismatch(
     args = [str(odd_ckpts[which]), "--onnx", str(tmp_path / "m.onnx"), *extra]
     code, _, err = run_main(monkeypatch, capsys, *args)
     assert_one_error(code, err, message)
+    assert not list(tmp_path.iterdir())  # refused before writing anything
 
 
 def test_element_dropout_exports_with_graph_noise(odd_ckpts, tmp_path, monkeypatch, capsys):

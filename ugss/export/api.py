@@ -146,6 +146,12 @@ def export_checkpoint(
             f"{checkpoint}: the model was trained without dropout (rate 0): "
             "export it with --mc-samples 0"
         )
+    kind = ckpt.model_config.dropout_kind
+    if options.mc and kind != "channel" and options.noise == "input":
+        raise InputError(
+            f"{checkpoint}: the model uses {kind!r} dropout; host noise (dropout_noise[T, C]) "
+            "exists only for channel dropout: use --noise graph"
+        )
     sha = md.file_sha256(checkpoint)
     training = md.training_summary(ckpt)
     common = dict(threshold=options.threshold, version=options.version, sha256=sha)
@@ -244,11 +250,6 @@ def _export_mc(
 ) -> tuple[onnx.ModelProto, Artifact]:
     """Host-noise graph first (exact parity), moved into the graph afterwards if asked."""
     channel = ckpt.model_config.dropout_kind == "channel"
-    if not channel and options.noise == "input":
-        raise InputError(
-            f"the model uses {ckpt.model_config.dropout_kind!r} dropout; host noise "
-            "(dropout_noise[T, C]) exists only for channel dropout: use --noise graph"
-        )
     graph = MCGraph(
         ckpt.model, options.mc_samples, options.threshold, "input" if channel else "graph"
     )
