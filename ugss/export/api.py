@@ -273,7 +273,9 @@ def _export_mc(
     layout = ",".join(f"{s}:{c}" for s, c in graph.layout)
     extra = {
         "noise": options.noise,
-        "noise_shape": f"[{graph.samples}, {graph.noise_channels}]" if channel else "",
+        "noise_shape": f"[{graph.samples}, {graph.noise_channels}]"
+        if options.noise == "input"
+        else "",
         "noise_layout": layout if channel else "",
         "parity_max_abs_diff": f"{parity.max_prob_diff:.3g}" if parity else "",
     }
@@ -319,8 +321,6 @@ def _write_triton(
     for name, model, kind in models:
         t0 = time.perf_counter()
         params = {p.key: p.value for p in model.metadata_props}
-        params["ugss.export.noise"] = "graph" if kind == KIND_MC else "none"
-        params.pop("ugss.export.noise_shape", None)
         plan = None
         with tempfile.TemporaryDirectory() as tmp:
             if options.trt:

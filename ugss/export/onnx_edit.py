@@ -53,5 +53,10 @@ def noise_in_graph(model: onnx.ModelProto, input_name: str = "dropout_noise") ->
     )
     graph.node.insert(0, node)
     graph.input.remove(noise)
+    for prop in out.metadata_props:  # keep the export notes true
+        if prop.key == "ugss.export.noise":
+            prop.value = "graph"
+        elif prop.key == "ugss.export.noise_shape":
+            prop.value = ""
     onnx.checker.check_model(out, full_check=True)
     return out
