@@ -7,60 +7,15 @@ other processes and a 32² training step takes seconds instead of milliseconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import torch
-from export_ckpts import write_checkpoint
-
-from ugss.export.api import ExportOptions, ExportResult, export_checkpoint
-from ugss.train.predict import LoadedCheckpoint, load_checkpoint
-
-
-@dataclass(frozen=True)
-class Exported:
-    ckpt_path: Path
-    ckpt: LoadedCheckpoint  # the student, as exported by default
-    options: ExportOptions
-    result: ExportResult
-
-    @property
-    def mc(self) -> Path:
-        return self.options.onnx
-
-    @property
-    def det(self) -> Path:
-        return self.options.det_path
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+from export_fixtures import Exported, export_tiny, torch_threads
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread() -> Iterator[None]:
     with torch_threads(1):
         yield
-
-
-def export_tiny(root: Path, *, triton: bool = False, **ckpt_kw) -> Exported:
-    with torch_threads(1):
-        ckpt_path = write_checkpoint(root / "model.pt", **ckpt_kw)
-        options = ExportOptions(
-            onnx=root / "out" / "model.onnx",
-            mc_samples=8,
-            triton=root / "repo" if triton else None,
-        )
-        result = export_checkpoint(ckpt_path, options)
-    return Exported(ckpt_path, load_checkpoint(ckpt_path, which="student"), options, result)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import Exported, torch_threads
 from export_ckpts import write_checkpoint
+from export_fixtures import Exported, torch_threads
 
 import ugss.export.tensorrt as trt_mod
 from ugss.export.cli import main

@@ -9,7 +9,7 @@ import sys
 
 import onnx
 import onnxruntime as ort
-from conftest import Exported
+from export_fixtures import Exported
 
 from ugss.runtime.engines import OnnxEngine, open_engine
 from ugss.runtime.model_info import KIND_DETERMINISTIC, KIND_MC, ModelInfo

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import Exported
+from export_fixtures import Exported
 
 from ugss.runtime.engines import OnnxEngine
 from ugss.train.model import ResUNet
@@ -71,11 +71,15 @@ def test_mc_graph_equals_torch_mc_with_the_same_noise(request, which):
 
 
 def test_mc_outputs_vary_and_their_mean_approaches_the_torch_mc_mean(head_export: Exported):
-    """Runs with fresh host noise differ; averaged over many runs they approach the PyTorch
+    """Runs with fresh host noise (a new seed) differ; averaged over many they approach the torch
     MC mean estimated with 2048 samples."""
     x = image(2, head_export.ckpt.input_size)
     engine = OnnxEngine(head_export.mc, provider="cpu", seed=11)
-    runs = np.stack([engine.run(x).prob for _ in range(64)])  # 64 runs × T=8 = 512 samples
+    runs = []
+    for seed in range(64):  # 64 scans' draws × T=8 = 512 samples
+        engine.reseed(seed)  # the engine draws its noise once per scan
+        runs.append(engine.run(x).prob)
+    runs = np.stack(runs)
     assert np.abs(runs[0] - runs[1]).max() > 1e-3  # dropout is live
     torch.manual_seed(0)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import json
 
 import onnx
 import pytest
-from conftest import Exported
+from export_fixtures import Exported
 
 from ugss.export.triton import _quote
 from ugss.runtime.model_info import KIND_DETERMINISTIC, KIND_MC, ModelInfo

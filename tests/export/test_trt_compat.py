@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from conftest import Exported
+from export_fixtures import Exported
 
 TRT_OPS = {
     "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",

@@ -64,14 +64,18 @@ def test_mc_engine_contract(models, batch):
     assert np.allclose(out.sample_counts.mean(axis=1), mean_mask, rtol=0.2, atol=5)
 
 
-def test_mc_noise_is_fresh_per_call_and_reproducible_per_seed(models, batch):
+def test_mc_noise_is_fixed_per_scan_and_new_per_seed(models, batch):
     eng = OnnxEngine(models["mc"], seed=7)
     a, b = eng.run(batch), eng.run(batch)
-    assert not np.array_equal(a.sample_counts, b.sample_counts)
-    eng.reseed(7)
+    # within one scan every slab sees the same T sub-networks
+    np.testing.assert_array_equal(a.sample_counts, b.sample_counts)
+    eng.reseed(8)
     c = eng.run(batch)
-    np.testing.assert_array_equal(a.sample_counts, c.sample_counts)
-    np.testing.assert_array_equal(a.prob, c.prob)
+    assert not np.array_equal(a.sample_counts, c.sample_counts)
+    eng.reseed(7)
+    d = eng.run(batch)
+    np.testing.assert_array_equal(a.sample_counts, d.sample_counts)
+    np.testing.assert_array_equal(a.prob, d.prob)
 
 
 def test_in_graph_random_varies_between_calls(models, batch):

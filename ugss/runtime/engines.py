@@ -126,19 +126,22 @@ def _split_outputs(info: ModelInfo, values: dict[str, np.ndarray], n: int) -> En
 
 
 class _NoiseSource:
-    """Host-side dropout noise ``[T, C]`` uniform in [0, 1), one fresh draw per model call."""
+    """Host-side dropout noise ``[T, C]`` uniform in [0, 1), drawn once per scan (``reseed``).
+
+    One draw per scan makes sample t the same sub-network on every slab of the scan, so the T
+    per-sample volumes are volumes of whole-scan samples, not mixtures of slab-wise draws.
+    """
 
     def __init__(self, shape: tuple[int, int] | None, seed: int | None) -> None:
         self.shape = shape
-        self.rng = np.random.default_rng(seed)
+        self.reseed(seed)
 
     def reseed(self, seed: int | None) -> None:
-        self.rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed)
+        self.current = None if self.shape is None else rng.random(self.shape, dtype=np.float32)
 
     def feed(self) -> dict[str, np.ndarray]:
-        if self.shape is None:
-            return {}
-        return {NOISE_INPUT_NAME: self.rng.random(self.shape, dtype=np.float32)}
+        return {} if self.current is None else {NOISE_INPUT_NAME: self.current}
 
 
 def _noise_shape(info: ModelInfo, dims: list[Any], where: str) -> tuple[int, int]:
@@ -176,7 +179,7 @@ class OnnxEngine:
 
     Reuse matters: every new session replays the same random sequence of in-graph random ops,
     so MC samples would repeat across sessions (NOTES-export). For graphs that take
-    ``dropout_noise`` the noise comes from a seeded numpy generator instead, fresh on every call.
+    ``dropout_noise`` the noise comes from a seeded numpy generator instead, drawn once per scan.
     """
 
     def __init__(
