@@ -153,7 +153,7 @@ class MethodConfig:
 class OptimConfig:
     """AdamW with linear warm-up then cosine decay (section 3.4); epochs of fixed step counts."""
 
-    epochs: int = 16
+    epochs: int = 24
     steps_per_epoch: int = 60
     batch_size: int = 8
     lr: float = 2e-3

@@ -245,12 +245,15 @@ class ResUNet(nn.Module):
         n = state.x.shape[0]
         if state.stage == len(SITES) - 1 and self.config.dropout_kind == "channel":
             return self._channel_head_samples(state.x, samples, noise)
-        x = state.x.repeat(samples, 1, 1, 1)
+        cl = state.x.is_contiguous(memory_format=torch.channels_last)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+
+        def rep(t: torch.Tensor) -> torch.Tensor:  # repeat keeps the memory format
+            return t.repeat(samples, 1, 1, 1).contiguous(memory_format=fmt)
+
+        x = rep(state.x)
         # skips needed by stages after the split: dec level L uses skip index 4 - L
-        skips = [
-            s.repeat(samples, 1, 1, 1) if (4 - k) > state.stage else s
-            for k, s in enumerate(state.skips)
-        ]
+        skips = [rep(s) if (4 - k) > state.stage else s for k, s in enumerate(state.skips)]
         out = self._run_from(x, state.stage, skips, True, noise)
         return out.reshape(samples, n, *out.shape[1:])
 
