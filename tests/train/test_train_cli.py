@@ -72,7 +72,6 @@ def test_tiny_cli_run(toy_cohort: Path, tmp_path: Path):
     assert again.exit_code == 0, again.output
 
 
-@pytest.mark.slow
 def test_two_processes_with_gloo(toy_cohort: Path, tmp_path: Path):
     out = tmp_path / "ddp"
     cmd = [
