@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from ugss.errors import ConfigError
+from ugss.train.config import DataConfig, MethodConfig, TrainConfig
 from ugss.train.data import Batch
 from ugss.train.losses import weighted_bce
 from ugss.train.model import ModelConfig, ResUNet
@@ -90,3 +92,19 @@ def test_ugss_consistency_covers_labeled_and_unlabeled(nets):
     a = compute_loss(student, teacher, b, s, lambda_u=1.0, rng=rng)
     c = compute_loss(student, teacher, only_l, s, lambda_u=1.0, rng=rng)
     assert a.parts["cons"] != pytest.approx(c.parts["cons"])  # unlabeled crops count too
+
+
+def test_config_round_trip_and_validation():
+    cfg = TrainConfig().replace(method={"method": "cutmix"}, optim={"epochs": 3})
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.method.resolved_teacher_update == "ema"
+    assert (
+        MethodConfig(method="supervised", teacher_update="wema").resolved_teacher_update == "none"
+    )
+    newer = cfg.to_dict()
+    newer["optim"]["future_option"] = 1  # a newer checkpoint still loads
+    assert TrainConfig.from_dict(newer) == cfg
+    with pytest.raises(ConfigError):
+        DataConfig(crop_size=200, input_size=160)
+    with pytest.raises(ConfigError):
+        MethodConfig(delta=0.0)

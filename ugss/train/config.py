@@ -7,6 +7,7 @@ Dice ≥ 0.8); ``benchmarks/README-train.md`` records the measurements behind th
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,14 +22,26 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_TEACHER_UPDATE = {"ugss": "wema", "cutmix": "ema", "cutpaste": "ema", "supervised": "none"}
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
-def _from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(d) - names
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(sorted(unknown))}")
-    return cls(**d)
+class _Section:
+    """``to_dict``/``from_dict`` for the frozen config sections.
+
+    ``from_dict`` ignores (and logs) keys it does not know, so a checkpoint written by a newer
+    version still loads; values are validated by the section's ``__post_init__``.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - names
+        if unknown:
+            log.warning("ignoring unknown %s keys: %s", cls.__name__, ", ".join(sorted(unknown)))
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def _check(cond: bool, message: str) -> None:
@@ -37,7 +50,7 @@ def _check(cond: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
     """Where the scans come from, how they are split, preprocessed, sampled and augmented."""
 
     data_dir: str | None = None  # PhysioNet CT-ICH layout: ct_scans/, masks/
@@ -99,7 +112,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class MethodConfig:
+class MethodConfig(_Section):
     """The semi-supervised method (section 2) and its ablation switches (Tables 8–11)."""
 
     method: str = "ugss"
@@ -150,7 +163,7 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(_Section):
     """AdamW with linear warm-up then cosine decay (section 3.4); epochs of fixed step counts."""
 
     epochs: int = 24
@@ -177,7 +190,7 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(_Section):
     """Where results go and how the run executes."""
 
     out: str = "runs/ugss"
@@ -207,21 +220,21 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "data": dataclasses.asdict(self.data),
+            "data": self.data.to_dict(),
             "model": self.model.to_dict(),
-            "method": dataclasses.asdict(self.method),
-            "optim": dataclasses.asdict(self.optim),
-            "run": dataclasses.asdict(self.run),
+            "method": self.method.to_dict(),
+            "optim": self.optim.to_dict(),
+            "run": self.run.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         return cls(
-            data=_from_dict(DataConfig, d.get("data", {})),
+            data=DataConfig.from_dict(d.get("data", {})),
             model=ModelConfig.from_dict(d.get("model", {})),
-            method=_from_dict(MethodConfig, d.get("method", {})),
-            optim=_from_dict(OptimConfig, d.get("optim", {})),
-            run=_from_dict(RunConfig, d.get("run", {})),
+            method=MethodConfig.from_dict(d.get("method", {})),
+            optim=OptimConfig.from_dict(d.get("optim", {})),
+            run=RunConfig.from_dict(d.get("run", {})),
         )
 
     def replace(self, **sections: Any) -> TrainConfig:
