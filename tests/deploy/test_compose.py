@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import tomllib
 from pathlib import Path
 
 import pytest
+from deploy_helpers import load_yaml, mini_yaml
 
 from ugss.dicom_node.config import Peer, load_config
 
@@ -16,72 +16,9 @@ ROOT = Path(__file__).parents[2]
 COMPOSE = ROOT / "deploy" / "compose"
 
 
-def _scalar(text: str):
-    text = text.strip()
-    if text[:1] in "\"'" and text[-1:] == text[:1]:
-        return text[1:-1]
-    if text.startswith("["):
-        return json.loads(text)
-    return text
-
-
-_KEY = re.compile(r"^([^\s'\"\[][^:]*):(?:\s+|$)")
-
-
-def mini_yaml(text: str) -> dict:
-    """Block-style YAML subset (maps, lists of scalars, quoted or flow-list scalars, comments).
-
-    Enough for docker-compose.yml as written; PyYAML, when installed, cross-checks it.
-    """
-    lines = []
-    for raw in text.splitlines():
-        stripped = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if stripped.strip():
-            lines.append((len(stripped) - len(stripped.lstrip()), stripped.strip()))
-
-    def block(i: int, indent: int):
-        if lines[i][1].startswith("- "):
-            items = []
-            while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("- "):
-                body = lines[i][1][2:]
-                if _KEY.match(body):
-                    # a list item that is a map: re-read it at the item's content indent
-                    lines[i] = (indent + 2, body)
-                    value, i = block(i, indent + 2)
-                    items.append(value)
-                else:
-                    items.append(_scalar(body))
-                    i += 1
-            return items, i
-        out = {}
-        while i < len(lines) and lines[i][0] == indent:
-            m = _KEY.match(lines[i][1])
-            assert m, f"not a mapping line: {lines[i][1]!r}"
-            key, rest = m.group(1), lines[i][1][m.end() :]
-            i += 1
-            if rest.strip():
-                out[key.strip()] = _scalar(rest)
-            elif i < len(lines) and lines[i][0] > indent:
-                out[key.strip()], i = block(i, lines[i][0])
-            else:
-                out[key.strip()] = None
-        return out, i
-
-    doc, end = block(0, 0)
-    assert end == len(lines), f"unparsed from line {lines[end]}"
-    return doc
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    text = (COMPOSE / "docker-compose.yml").read_text()
-    doc = mini_yaml(text)
-    try:
-        import yaml
-    except ImportError:
-        return doc
-    assert yaml.safe_load(text) == doc
-    return doc
+    return load_yaml(COMPOSE / "docker-compose.yml")
 
 
 def test_node_and_orthanc_configs_describe_each_other(compose):
