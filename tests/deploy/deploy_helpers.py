@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -82,17 +79,35 @@ def load_yaml(path: Path):
     return doc
 
 
+_MODULES = {
+    "ugss-node": "ugss.dicom_node.cli",
+    "ugss-infer": "ugss.runtime.infer_cli",
+    "ugss-export": "ugss.export.cli",
+    "ugss-train": "ugss.train.cli",
+}
+
+
 @cache
+def _all_flags() -> dict[str, frozenset[str]]:
+    """Every long option of each console script's typer app (subcommands included)."""
+    import importlib
+
+    import typer
+
+    def walk(cmd) -> set[str]:
+        flags = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o[:2] == "--"}
+        for sub in getattr(cmd, "commands", {}).values():
+            flags |= walk(sub)
+        return flags | {"--help"}
+
+    return {
+        script: frozenset(walk(typer.main.get_command(importlib.import_module(module).app)))
+        for script, module in _MODULES.items()
+    }
+
+
 def cli_flags(script: str) -> frozenset[str]:
-    """Long options of a console script, read from its --help (subcommands included)."""
-    module = {
-        "ugss-node": "ugss.dicom_node.cli",
-        "ugss-infer": "ugss.runtime.infer_cli",
-        "ugss-export": "ugss.export.cli",
-        "ugss-train": "ugss.train.cli",
-    }[script]
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
-    out = subprocess.run(
-        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=env
-    ).stdout
-    return frozenset(re.findall(r"(--[a-z][a-z0-9-]*)", out))
+    """Long options of a console script, read from its --help."""
+    flags = _all_flags()[script]
+    assert "--help" in flags, f"{script} --help printed no options"
+    return flags
