@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tomllib
@@ -124,26 +125,37 @@ def test_hadolint():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_healthcheck_script_echoes_a_verification_scp(monkeypatch):
-    """The image's health check against a local C-ECHO SCP: 0 when up, 1 when nothing listens."""
-    from pynetdicom import AE, evt
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    scp = AE(ae_title="UGSS")
-    scp.add_supported_context("1.2.840.10008.1.1")
-    calls = []
-    server = scp.start_server(
-        ("127.0.0.1", 0),
-        block=False,
-        evt_handlers=[(evt.EVT_C_ECHO, lambda e: calls.append(e.assoc.requestor.ae_title) or 0)],
-    )
+
+def test_healthcheck_against_the_real_node_with_the_image_config(tmp_path, monkeypatch):
+    """healthcheck.py against a real node with the image's config: 0 when it answers, 1 for a
+    calling AE the config does not list, 1 when nothing listens."""
+    import time
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "ugss.dicom_node.cli", "--config", str(DOCKER / "ugss-node.toml")]
+    cmd += ["--bind", "127.0.0.1", "--port", str(port), "--spool", str(tmp_path / "spool")]
+    node = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    monkeypatch.setenv("UGSS_PORT", str(port))
+    script = [sys.executable, str(DOCKER / "healthcheck.py")]
     try:
-        port = server.server_address[1]
-        monkeypatch.setenv("UGSS_PORT", str(port))
-        monkeypatch.setenv("UGSS_AE_TITLE", "UGSS")
-        script = DOCKER / "healthcheck.py"
-        ok = subprocess.run([sys.executable, str(script)], timeout=15)
-        assert ok.returncode == 0 and calls == ["HEALTHCHECK"]
+        deadline = time.monotonic() + 15
+        while True:  # wait for the listening socket (cheap), then ask with the health check
+            assert node.poll() is None, node.stderr.read()
+            assert time.monotonic() < deadline, "node did not listen within 15 s"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        assert subprocess.run(script, timeout=15).returncode == 0
+        monkeypatch.setenv("UGSS_HEALTHCHECK_AE", "INTRUDER")
+        assert subprocess.run(script, timeout=15).returncode == 1
     finally:
-        server.shutdown()
-    down = subprocess.run([sys.executable, str(script)], timeout=15)
-    assert down.returncode == 1
+        node.terminate()
+        node.wait(timeout=15)
+    monkeypatch.setenv("UGSS_HEALTHCHECK_AE", "HEALTHCHECK")
+    assert subprocess.run(script, timeout=15).returncode == 1
