@@ -9,7 +9,7 @@ from ugss.runtime.volume import Volume
 
 
 def make_affine(spacing_zyx=(5.0, 0.45, 0.4), origin=(10.0, -20.0, -30.0)) -> np.ndarray:
-    """A canonical (L, P, S) affine: x index → patient left (RAS −x), y → posterior (−y), z → superior."""
+    """Canonical (L, P, S) affine: x index → left (RAS −x), y → posterior (−y), z → superior."""
     sz, sy, sx = spacing_zyx
     aff = np.diag([-sx, -sy, sz, 1.0])
     aff[:3, 3] = origin

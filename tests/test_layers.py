@@ -14,7 +14,8 @@ DEPLOYMENT_MODULES = ["ugss.runtime", "ugss.dicom_node"]
 def test_deployment_module_does_not_import_torch(module):
     code = (
         f"import sys, importlib, pkgutil; m = importlib.import_module({module!r}); "
-        "[importlib.import_module(i.name) for i in pkgutil.walk_packages(m.__path__, m.__name__ + '.')]; "
+        "names = [i.name for i in pkgutil.walk_packages(m.__path__, m.__name__ + '.')]; "
+        "[importlib.import_module(n) for n in names]; "
         "print('torch' in sys.modules, 'onnx' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
