@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check ugss tests benchmarks
-	$(BIN)/ruff format --check ugss tests benchmarks
+	$(BIN)/ruff check ugss tests benchmarks scripts
+	$(BIN)/ruff format --check ugss tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
