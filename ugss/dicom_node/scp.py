@@ -35,7 +35,7 @@ from pynetdicom import AE, evt
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from ugss.dicom_node import dimse
 from ugss.dicom_node.config import NodeConfig, Peer
@@ -275,8 +275,39 @@ class _QuickAckSocket:
         return getattr(self._sock, name)
 
 
+# pynetdicom reads a whole PDU into memory, whatever its length field says (up to 4 GiB). The
+# node advertises 256 KiB P-DATA PDUs, and an A-ASSOCIATE-RQ of 128 contexts is well under
+# 100 KiB; a longer PDU is refused unread (connection closed) so one peer costs at most this.
+MAX_PDU_READ = 2 * 2**20
+
+
+class _CappedSocket(AssociationSocket):
+    """An association socket that refuses to read a PDU longer than ``MAX_PDU_READ``."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if nr_bytes > MAX_PDU_READ:
+            log_event(
+                "pdu_too_long", level=logging.WARNING, bytes=nr_bytes, limit=MAX_PDU_READ,
+                host=self.assoc.requestor.address,
+            )  # fmt: skip
+            raise OSError(f"PDU of {nr_bytes} bytes is longer than {MAX_PDU_READ}")
+        return super().recv(nr_bytes)
+
+
+class _CappedRequestHandler(RequestHandler):
+    def _create_association(self):  # type: ignore[no-untyped-def]
+        assoc = super()._create_association()
+        assoc.dul.socket.__class__ = _CappedSocket
+        return assoc
+
+
 class NodeServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server; accepted plain-TCP connections get NODELAY and QUICKACK."""
+    """pynetdicom's threaded server; accepted plain-TCP connections get NODELAY and QUICKACK;
+    PDUs longer than ``MAX_PDU_READ`` are not read."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.RequestHandlerClass = _CappedRequestHandler
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:  # type: ignore[override]
         sock, address = super().get_request()

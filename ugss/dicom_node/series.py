@@ -3,7 +3,7 @@
 Two outcomes besides keeping an instance:
 - a refusal (``StoreRefusal``, a PS3.4 B.2.3 failure status): the object is malformed — invalid
   UIDs, command and data set disagree, a CT image without its type 1 geometry (PS3.3 C.7.6.2),
-  pixel data shorter than Rows × Columns × BitsAllocated (truncated data decodes silently);
+  pixel data shorter or longer than Rows × Columns × BitsAllocated (both decode silently);
 - an ignore (success status, a log line, nothing stored): a valid object the node has no use
   for — not CT, a localizer, a derived or non-axial reformat, a multi-frame or dose object — so
   a PACS pushing a whole study is never aborted.
@@ -110,6 +110,11 @@ def _check_pixel_data(ds: Dataset) -> None:
         raise StoreRefusal(
             DATASET_DOES_NOT_MATCH_SOP_CLASS,
             f"truncated PixelData: {len(data)} of {expected} bytes",
+        )
+    if len(data) > expected + (expected & 1):  # PS3.5 8.1.1: only an odd length's pad byte
+        raise StoreRefusal(
+            DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"oversized PixelData: {len(data)} bytes for {expected}",
         )
 
 
