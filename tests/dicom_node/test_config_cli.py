@@ -163,3 +163,22 @@ def test_deploy_examples_agree():
     (dest,) = cfg.destinations
     assert (dest.ae_title, dest.port) == (orthanc["DicomAet"], orthanc["DicomPort"])
     assert orthanc["DicomAlwaysAllowStore"] is False and orthanc["Plugins"] == []
+
+
+def test_engine_provider_and_triton_url_reach_the_engine(tmp_path, monkeypatch):
+    """Several nodes can share one Triton server: the node hands provider/URL to the runtime."""
+    import ugss.dicom_node.node as node_mod
+
+    seen = {}
+
+    def fake_open_engine(model, *, provider, triton_url):
+        seen.update(model=model, provider=provider, triton_url=triton_url)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(node_mod, "open_engine", fake_open_engine)
+    cfg = load_config(None, provider="auto", triton_url="127.0.0.1:8001", model="ugss")
+    with pytest.raises(InputError, match="stop here"):
+        node_mod.load_engine(cfg)
+    assert seen == {"model": cfg.model, "provider": "auto", "triton_url": "127.0.0.1:8001"}
+    with pytest.raises(ConfigError, match="provider must be one of"):
+        load_config(None, provider="gpu")

@@ -44,6 +44,8 @@ HELP = {
     f"(default {_D.spool_limit_mb}).",
     "results": "Folder for result files (default <spool>/results).",
     "model": "ONNX model written by ugss-export (default: the bundled model).",
+    "provider": "onnxruntime execution provider: auto | cpu | cuda | tensorrt (default cpu).",
+    "triton_url": "Run the model on a Triton server (host:port); --model is then the model name.",
     "mc_samples": "0: deterministic (no volume interval); unset: the model's MC samples.",
     "quiet_period_s": "Seconds without a new instance that complete a series "
     f"(default {_D.quiet_period_s:g}).",
@@ -86,6 +88,8 @@ def serve(
     spool_limit_mb: Annotated[OptInt, _opt("spool_limit_mb")] = None,
     results: Annotated[OptPath, _opt("results")] = None,
     model: Annotated[OptPath, _opt("model")] = None,
+    provider: Annotated[OptStr, _opt("provider")] = None,
+    triton_url: Annotated[OptStr, _opt("triton_url")] = None,
     mc_samples: Annotated[OptInt, _opt("mc_samples")] = None,
     quiet_period_s: Annotated[OptFloat, _opt("quiet_period_s")] = None,
     overlay: Annotated[
@@ -112,7 +116,8 @@ def serve(
         config,
         ae_title=ae_title, bind=bind, port=port, peers=peer or None,
         destinations=destination or None, spool=spool, spool_limit_mb=spool_limit_mb,
-        results=results, model=model, mc_samples=mc_samples, quiet_period_s=quiet_period_s,
+        results=results, model=model, provider=provider, triton_url=triton_url,
+        mc_samples=mc_samples, quiet_period_s=quiet_period_s,
         overlay=overlay, max_associations=max_associations, network_timeout_s=network_timeout_s,
         retry_base_s=retry_base_s, retry_max_s=retry_max_s, max_attempts=max_attempts,
         retention_h=retention_h, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,

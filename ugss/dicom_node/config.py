@@ -81,6 +81,9 @@ class Destination:
         return f"{self.name}={self.ae_title}@{self.host}:{self.port}"
 
 
+PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything the node needs; defaults listen on loopback and write results to a folder."""
@@ -94,6 +97,8 @@ class NodeConfig:
     spool_limit_mb: int = 20_000
     results: Path | None = None
     model: Path | None = None
+    provider: str = "cpu"
+    triton_url: str | None = None
     mc_samples: int | None = None
     quiet_period_s: float = 10.0
     overlay: bool = False
@@ -123,6 +128,10 @@ class NodeConfig:
             raise ConfigError(f"spool_limit_mb must be >= 1, got {self.spool_limit_mb}")
         if self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.provider not in PROVIDERS:
+            raise ConfigError(
+                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            )
         if self.mc_samples is not None and self.mc_samples < 0:
             raise ConfigError(f"mc_samples must be >= 0, got {self.mc_samples}")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -27,7 +27,7 @@ from ugss.runtime.model_info import KIND_MC
 
 def load_engine(config: NodeConfig) -> Engine:
     """The configured model (or the bundled one), checked against ``mc_samples``."""
-    engine = open_engine(config.model, provider="cpu")
+    engine = open_engine(config.model, provider=config.provider, triton_url=config.triton_url)
     info = engine.info
     if config.mc_samples not in (None, 0):
         if info.kind != KIND_MC:
