@@ -182,3 +182,11 @@ def test_engine_provider_and_triton_url_reach_the_engine(tmp_path, monkeypatch):
     assert seen == {"model": cfg.model, "provider": "auto", "triton_url": "127.0.0.1:8001"}
     with pytest.raises(ConfigError, match="provider must be one of"):
         load_config(None, provider="gpu")
+
+
+def test_spool_files_are_private(tmp_path):
+    spool = Spool(tmp_path / "spool", 10 * 2**20, 0)
+    path, _ = spool.store("1.2", "1.2.3", b"x" * 10)
+    assert path.stat().st_mode & 0o777 == 0o600
+    for d in (spool.root, spool.incoming, spool.series_root, path.parent):
+        assert d.stat().st_mode & 0o077 == 0, d

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -126,6 +127,7 @@ def serve(
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     setup_logging(verbose)
+    os.umask(0o077)  # spool, database and results readable by the service user only
     for noisy in ("pynetdicom", "highdicom", "pydicom"):  # their INFO lines are per PDU/module
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
     from ugss.dicom_node.node import Node

@@ -64,7 +64,7 @@ class Spool:
         self._used = int(used_bytes)
         self._reserved = 0
         for d in (self.root, self.incoming, self.series_root):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.clear_incoming()
 
     def clear_incoming(self) -> int:
@@ -104,8 +104,8 @@ class Spool:
         added = 0
         try:
             new_dir = not final.parent.exists()
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 for chunk in chunks:
                     view = memoryview(chunk)
