@@ -34,7 +34,7 @@ It is not a medical device and must not be used for diagnosis or treatment decis
 | | |
 |---|---|
 | files | `default.onnx` (MC dropout, T = {mc_samples}), `default-det.onnx` (deterministic) |
-| method | {method} (labeled fraction {labeled_fraction}) |
+| method | {method} (labeled fraction {labeled_fraction}); exported weights: the validated ones (`--weights auto`) |
 | network | 2D ResUNet 3→16→32→64→128 (bottleneck 256), dropout `{dropout_at}` p = {dropout_rate} |
 | input | {input_size}² per axial slice, windows {windows} |
 | threshold | {threshold} |
@@ -62,7 +62,7 @@ def main() -> int:
     export_dir = args.run / "export"
     subprocess.run(
         [bin_dir / "ugss-export", str(args.run / "best.pt"), "--onnx",
-         str(export_dir / "default.onnx"), "--mc-samples", "8"],
+         str(export_dir / "default.onnx"), "--mc-samples", "8", "--weights", "auto"],
         check=True,
     )  # fmt: skip
     MODELS.mkdir(parents=True, exist_ok=True)
