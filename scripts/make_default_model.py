@@ -34,7 +34,8 @@ It is not a medical device and must not be used for diagnosis or treatment decis
 | | |
 |---|---|
 | files | `default.onnx` (MC dropout, T = {mc_samples}), `default-det.onnx` (deterministic) |
-| method | {method} (labeled fraction {labeled_fraction}); exported weights: the validated ones (`--weights auto`) |
+| method | {method} (labeled fraction {labeled_fraction}) |
+| weights | the validated ones (`ugss-export --weights auto`) |
 | network | 2D ResUNet 3→16→32→64→128 (bottleneck 256), dropout `{dropout_at}` p = {dropout_rate} |
 | input | {input_size}² per axial slice, windows {windows} |
 | threshold | {threshold} |
