@@ -190,3 +190,14 @@ def test_spool_files_are_private(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     for d in (spool.root, spool.incoming, spool.series_root, path.parent):
         assert d.stat().st_mode & 0o077 == 0, d
+
+
+def test_destinations_imply_a_calling_ae_allow_list(tmp_path):
+    dests = ["pacs=ORTHANC@127.0.0.1:4242", "copy=ORTHANC@127.0.0.1:4243"]
+    assert load_config(None, destinations=dests).peers == (Peer("ORTHANC", "127.0.0.1"),)
+    explicit = load_config(None, destinations=dests, peers=["CT1@10.0.0.5"])
+    assert explicit.peers == (Peer("CT1", "10.0.0.5"),)
+    assert load_config(None, destinations=dests, allow_any_peer=True).peers == ()
+    assert load_config(None).peers == ()  # nothing to derive from: results go to a folder
+    out = CliRunner().invoke(app, ["--destination", dests[0], "--print-config"])
+    assert out.exit_code == 0 and json.loads(out.output)["peers"] == ["ORTHANC@127.0.0.1"]

@@ -46,6 +46,7 @@ class _Node:
             f'model = "{self.model}"\nquiet_period_s = {quiet_s}\nretry_base_s = 0.2\n'
         )
         if self.dest_port:
+            text += 'peers = ["SCU@127.0.0.1"]\n'
             text += f'destinations = ["pacs=PACS@127.0.0.1:{self.dest_port}"]\n'
         cfg.write_text(text)
         self.proc = subprocess.Popen(

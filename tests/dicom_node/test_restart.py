@@ -44,7 +44,7 @@ def test_kill_during_processing_then_restart(tmp_path, model_path, pacs, series3
     config.write_text(
         f'ae_title = "UGSS"\nport = {port}\nspool = "{tmp_path / "spool"}"\n'
         f'model = "{model_path}"\nquiet_period_s = 0.5\nretry_base_s = 0.2\n'
-        f'destinations = ["pacs=PACS@127.0.0.1:{pacs.port}"]\n'
+        f'peers = ["SCU@127.0.0.1"]\ndestinations = ["pacs=PACS@127.0.0.1:{pacs.port}"]\n'
     )
     db = tmp_path / "spool" / "node.sqlite"
     log = open(tmp_path / "node.log", "w")  # noqa: SIM115

@@ -38,7 +38,9 @@ HELP = {
     "bind": f"IP address to listen on (default {_D.bind}).",
     "port": f"TCP port to listen on (default {_D.port}).",
     "peer": "Allowed calling AE and its host, AE@IP (repeat; host '*' allows any). "
-    "None given: any peer may send (keep the node on loopback then).",
+    "None given: the destinations' AE@host, or any peer when there are no destinations.",
+    "allow_any_peer": "Accept any calling AE even when destinations are set (by default the "
+    "destinations' AE@host become the allow-list when no --peer is given).",
     "destination": "Where results are sent, name=AE@host:port (repeat).",
     "spool": f"State folder: instances, node.sqlite, results (default {_D.spool}).",
     "spool_limit_mb": "Refuse instances (0xA700) beyond this spool size in MiB "
@@ -85,6 +87,9 @@ def serve(
     port: Annotated[OptInt, _opt("port")] = None,
     peer: Annotated[list[str] | None, _opt("peer")] = None,
     destination: Annotated[list[str] | None, _opt("destination")] = None,
+    allow_any_peer: Annotated[
+        bool | None, typer.Option("--allow-any-peer", help=HELP["allow_any_peer"])
+    ] = None,
     spool: SpoolOpt = None,
     spool_limit_mb: Annotated[OptInt, _opt("spool_limit_mb")] = None,
     results: Annotated[OptPath, _opt("results")] = None,
@@ -116,7 +121,8 @@ def serve(
     cfg = load_config(
         config,
         ae_title=ae_title, bind=bind, port=port, peers=peer or None,
-        destinations=destination or None, spool=spool, spool_limit_mb=spool_limit_mb,
+        destinations=destination or None, allow_any_peer=allow_any_peer, spool=spool,
+        spool_limit_mb=spool_limit_mb,
         results=results, model=model, provider=provider, triton_url=triton_url,
         mc_samples=mc_samples, quiet_period_s=quiet_period_s,
         overlay=overlay, max_associations=max_associations, network_timeout_s=network_timeout_s,

@@ -92,6 +92,7 @@ class NodeConfig:
     bind: str = "127.0.0.1"
     port: int = 11112
     peers: tuple[Peer, ...] = ()
+    allow_any_peer: bool = False
     destinations: tuple[Destination, ...] = ()
     spool: Path = Path("ugss-node")
     spool_limit_mb: int = 20_000
@@ -196,9 +197,22 @@ def load_config(path: Path | None, **overrides: Any) -> NodeConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     try:
-        return NodeConfig.from_dict(data).with_overrides(**overrides)
+        cfg = NodeConfig.from_dict(data).with_overrides(**overrides)
     except TypeError as exc:
         raise ConfigError(f"bad configuration value: {exc}") from None
+    return with_default_peers(cfg)
+
+
+def with_default_peers(cfg: NodeConfig) -> NodeConfig:
+    """Allow-list on by default: a node that sends results to a PACS accepts images from it only.
+
+    With destinations and no ``peers``, the destinations' ``AE@host`` become the allow-list
+    (hosts must then be IP addresses); ``allow_any_peer`` keeps the node open to any sender.
+    """
+    if cfg.peers or cfg.allow_any_peer or not cfg.destinations:
+        return cfg
+    peers = tuple(dict.fromkeys(Peer(d.ae_title, d.host) for d in cfg.destinations))
+    return replace(cfg, peers=peers)
 
 
 _PATH_KEYS = {"spool", "results", "model", "tls_cert", "tls_key", "tls_ca"}
