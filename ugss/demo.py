@@ -15,15 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
+from ugss.evaluation import dice
 from ugss.runtime.nifti import read_nifti
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         true = read_nifti(cohort / row["mask_path"]).hu
         print(
             f"{sid:<6} {row['types']:<18} {float(row['volume_ml']):>8.2f} "
-            f"{report['total_volume_ml']:>8.2f} {interval:>15} {_dice(true, pred):>6.3f}"
+            f"{report['total_volume_ml']:>8.2f} {interval:>15} {dice(true, pred, empty=1.0):>6.3f}"
         )
     print(f"\nugss-infer took {elapsed:.1f} s for {len(truth)} scans (pictures included).")
     print(f"Reports, masks, montages and 3D views: {results}/")

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-import nibabel as nib
 import numpy as np
 import typer
 
@@ -154,13 +153,7 @@ def write_unit_map(path: Path, data: np.ndarray, like: Volume) -> Path:
         part *= 255.0
         np.rint(part, out=part)
         q[z : z + 32] = part
-    array, affine = like.to_source(q)
-    img = nib.Nifti1Image(array, affine)
-    img.header.set_slope_inter(1.0 / 255.0, 0.0)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    nib.save(img, str(path))
-    return path
+    return write_nifti(path, q, like, slope=1.0 / 255.0)
 
 
 def write_outputs(volume: Volume, seg: Segmentation, out_dir: Path, name: str) -> dict[str, Path]:

@@ -62,12 +62,17 @@ def read_nifti(path: str | Path) -> Volume:
 
 
 def write_nifti(
-    path: str | Path, data_zyx: np.ndarray, like: Volume, dtype: type | None = None
+    path: str | Path,
+    data_zyx: np.ndarray,
+    like: Volume,
+    dtype: type | None = None,
+    slope: float | None = None,
 ) -> Path:
     """Write ``(z, y, x)`` data on ``like``'s grid, in its source file's voxel order and affine.
 
     Masks and maps written this way overlay the input scan voxel for voxel. ``dtype`` converts
-    (rounding first for integer types); booleans become uint8.
+    (rounding first for integer types); booleans become uint8. ``slope`` is stored as the
+    header's ``scl_slope``, for data already quantised by the caller.
     """
     path = Path(path)
     array, affine = like.to_source(np.asarray(data_zyx))
@@ -78,6 +83,8 @@ def write_nifti(
             array = np.rint(array)
         array = array.astype(dtype)
     img = nib.Nifti1Image(array, affine)
+    if slope is not None:
+        img.header.set_slope_inter(slope, 0.0)
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
     path.parent.mkdir(parents=True, exist_ok=True)

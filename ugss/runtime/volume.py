@@ -39,7 +39,8 @@ class SourceGrid:
     def from_canonical(self, data_zyx: np.ndarray) -> np.ndarray:
         """Canonical ``(z, y, x)`` data → the source file's ``(i, j, k)`` order."""
         back = nio.ornt_transform(_CANONICAL_ORNT, nio.io_orientation(self.affine))
-        return np.ascontiguousarray(nio.apply_orientation(data_zyx.transpose(2, 1, 0), back))
+        # a view where possible: NIfTI stores Fortran order, which a transposed C array already is
+        return nio.apply_orientation(data_zyx.transpose(2, 1, 0), back)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Volume:
         if data_zyx.shape != self.shape:
             raise VolumeError(f"data shape {data_zyx.shape} differs from volume {self.shape}")
         if self.source_grid is None:
-            return np.ascontiguousarray(data_zyx.transpose(2, 1, 0)), self.affine
+            return data_zyx.transpose(2, 1, 0), self.affine
         return self.source_grid.from_canonical(data_zyx), self.source_grid.affine
 
 
