@@ -75,6 +75,41 @@ def test_plane_transform_round_trip(h, w):
     assert np.abs(back[inner] - smooth[inner]).max() < 0.15
 
 
+@pytest.mark.parametrize(("h", "w", "size"), [(512, 512, 160), (300, 512, 160), (100, 80, 160)])
+def test_inverse_in_the_support_window_equals_the_full_inverse(h, w, size):
+    """Outside the window every resampled value is below the floor; inside it is identical."""
+    rng = np.random.default_rng(1)
+    t = PlaneTransform(h, w, size)
+    prob = np.zeros((size, size), np.float32)
+    prob[40:50, 60:75] = rng.random((10, 15))
+    prob[5, 5] = 0.001  # below the floor: not worth a window
+    unc = np.zeros_like(prob)
+    unc[90, 100] = 0.5  # a second map widens the shared window
+    window = t.support(prob, unc, floor=0.002)
+    assert window is not None
+    for model_map in (prob, unc):
+        out = np.full((h, w), np.nan, np.float32)
+        t.inverse_into(model_map, out, window)
+        full = t.inverse(model_map)
+        np.testing.assert_array_equal(out[window], full[window])
+        outside = np.ones((h, w), bool)
+        outside[window] = False
+        assert (out[outside] == 0).all() and full[outside].max(initial=0) < 0.002
+    assert t.support(np.full((size, size), 0.001, np.float32), floor=0.002) is None
+    out = np.ones((h, w), np.float32)
+    t.inverse_into(prob, out, None)
+    assert not out.any()
+
+
+def test_resize_window_equals_the_crop_of_the_full_resize():
+    x = np.random.default_rng(2).random((2, 40, 50)).astype(np.float32)
+    for shape in ((128, 96), (20, 25), (40, 50)):
+        full = resize_plane(x, *shape)
+        rows, cols = slice(3, shape[0] - 5), slice(1, shape[1] // 2)
+        part = resize_plane(x, *shape, rows=rows, cols=cols)
+        np.testing.assert_array_equal(part, full[:, rows, cols])
+
+
 def test_padding_keeps_the_aspect_ratio_and_fills_with_air():
     t = PlaneTransform(32, 64, 32)
     plane = np.zeros((32, 64), dtype=np.float32)

@@ -9,6 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+try:  # ISA-L's gzip: the same format, 1.7x faster to inflate and 3-4x faster to deflate
+    from isal import igzip as fast_gzip
+except ImportError:  # pragma: no cover - isal has wheels for the common platforms
+    fast_gzip = gzip
+
 from ugss.errors import VolumeError
 from ugss.runtime.volume import Volume, VolumeSource, canonicalize
 
@@ -29,6 +34,21 @@ def _gzip_readable(path: Path) -> bool:
     return True
 
 
+_NIFTI_CLASSES = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
+
+
+def _load(path: Path) -> nib.spatialimages.SpatialImage:
+    """``nib.load``, but a gzipped NIfTI is inflated in one call by ISA-L (the slow part)."""
+    if not path.name.lower().endswith(".gz"):
+        return nib.load(str(path))
+    raw = fast_gzip.decompress(path.read_bytes())
+    for order in ("<", ">"):
+        cls = _NIFTI_CLASSES.get(int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]))
+        if cls is not None and len(raw) >= 540:
+            return cls.from_bytes(raw)
+    return nib.load(str(path))  # Analyze or anything else nibabel knows; it reports errors
+
+
 def read_nifti(path: str | Path) -> Volume:
     """Read a 3D NIfTI CT scan (values in HU after the header's scaling) into canonical order."""
     path = Path(path)
@@ -37,7 +57,7 @@ def read_nifti(path: str | Path) -> Volume:
     if not path.is_file():
         raise VolumeError(f"{path}: not a file")
     try:
-        img = nib.load(str(path))
+        img = _load(path)
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many kinds for a non-NIfTI or damaged file
         if path.name.lower().endswith(".gz") and not _gzip_readable(path):
@@ -88,5 +108,10 @@ def write_nifti(
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, str(path))
+    if path.name.lower().endswith(".gz"):
+        with fast_gzip.open(path, "wb", compresslevel=1) as fh:
+            holder = nib.FileHolder(fileobj=fh)
+            img.to_file_map({"header": holder, "image": holder})
+    else:
+        nib.save(img, str(path))
     return path
