@@ -7,9 +7,9 @@ For each placement (default ``head``, ``decoder``, ``bottleneck``) the script
 1. trains a small model with ``ugss.train.loop.train`` (method ``supervised`` — the dropout
    placement, not the semi-supervised method, is under test — on a synthetic cohort from
    ``ugss.synth``, at the inference input size with small crops; or takes ``--ckpt``);
-2. exports it with ``ugss.export.api.export_checkpoint`` (deterministic + MC T=8, shared trunk)
-   plus a naive MC graph (T full passes batched: the input repeated T times, dropout everywhere
-   the placement says, nothing shared);
+2. exports it with ``ugss.export.api.export_checkpoint`` (deterministic + MC T=8, shared trunk,
+   and their int8 twins, ``--int8``) plus a naive MC graph (T full passes batched: the input
+   repeated T times, dropout everywhere the placement says, nothing shared);
 3. times, on the slices of one 34-slice synthetic head CT (512², 5 mm) at the model's input
    size, in onnxruntime and in PyTorch eager, with the same threads and the slab size
    ``ugss.runtime`` uses (``auto_batch_size``): deterministic, MC shared trunk, MC naive —
@@ -153,9 +153,12 @@ def ort_session(path_or_bytes, threads: int) -> ort.InferenceSession:
 def bench_placement(ckpt_path: Path, work: Path, x34: np.ndarray, qset, args) -> dict:
     name = ckpt_path.parent.name
     t0 = time.perf_counter()
-    res = export_checkpoint(ckpt_path, ExportOptions(onnx=work / f"{name}.onnx", mc_samples=T))
+    opts = ExportOptions(onnx=work / f"{name}.onnx", mc_samples=T, int8=True)
+    res = export_checkpoint(ckpt_path, opts)
     export_s = time.perf_counter() - t0
-    det_art, mc_art = res.artifacts
+    arts = {(a.kind, a.form): a for a in res.artifacts}
+    det_art, mc_art = arts["deterministic", "onnx"], arts["mc", "onnx"]
+    det8_art, mc8_art = arts["deterministic", "onnx-int8"], arts["mc", "onnx-int8"]
     model = load_checkpoint(ckpt_path, which="student").model
     mc = MCGraph(model, T, 0.5, "input").eval()
     det = DeterministicGraph(model).eval()
@@ -186,12 +189,15 @@ def bench_placement(ckpt_path: Path, work: Path, x34: np.ndarray, qset, args) ->
 
     def measure(threads: int) -> dict[str, float]:
         torch.set_num_threads(threads)
-        sessions = [ort_session(p, threads) for p in (det_art.path, mc_art.path, naive_bytes)]
+        paths = (det_art.path, mc_art.path, naive_bytes, det8_art.path, mc8_art.path)
+        sessions = [ort_session(p, threads) for p in paths]
         return median_times(
             {
                 "ort det": run_ort(sessions[0], bs_det, False),
                 "ort mc": run_ort(sessions[1], bs_mc, True),
                 "ort naive": run_ort(sessions[2], bs_mc, True),
+                "ort det int8": run_ort(sessions[3], bs_det, False),
+                "ort mc int8": run_ort(sessions[4], bs_mc, True),
                 "torch det": run_torch(det, bs_det),
                 "torch mc": run_torch(lambda x: mc(x, u), bs_mc),
                 "torch naive": run_torch(lambda x: naive(x, u), bs_mc),
@@ -211,6 +217,8 @@ def bench_placement(ckpt_path: Path, work: Path, x34: np.ndarray, qset, args) ->
     torch.set_num_threads(args.threads)
     q_det = ort_session(det_art.path, args.threads)
     q_mc = ort_session(mc_art.path, args.threads)
+    q_det8 = ort_session(det8_art.path, args.threads)
+    q_mc8 = ort_session(mc8_art.path, args.threads)
     return {
         "placement": info.dropout_at,
         "sites": list(model.dropout_sites),
@@ -221,6 +229,8 @@ def bench_placement(ckpt_path: Path, work: Path, x34: np.ndarray, qset, args) ->
         "times_s": times,
         "threads": threads,
         "quality": quality(q_det, q_mc, un, qset, bs_mc),
+        "quality_int8": quality(q_det8, q_mc8, un, qset, bs_mc),
+        "int8_check": {"deterministic": det8_art.note, "mc": mc8_art.note},
     }
 
 
@@ -262,8 +272,8 @@ def print_tables(rows: list[dict], args) -> None:
     print(head)
     for r in rows:
         t = r["times_s"]
-        for v in ("det", "mc", "naive"):
-            o, p = t[f"ort {v}"], t[f"torch {v}"]
+        for v in ("det", "mc", "naive", "det int8", "mc int8"):
+            o, p = t[f"ort {v}"], t[f"torch {v.removesuffix(' int8')}"]
             print(
                 f"{r['placement']:<12}{v:<10}{o:8.2f}{p:9.2f}{p / o:10.2f}"
                 f"{o / t['ort det']:9.2f}{p / t['torch det']:11.2f}"
@@ -274,16 +284,20 @@ def print_tables(rows: list[dict], args) -> None:
         f"{'err rate':>10}{'MC ×det':>9}{'export s':>10}{'parity':>10}"
     )
     for r in rows:
-        q = r["quality"]
         par = max(
             max(v for k, v in d.items() if k != "sample_counts") for d in r["parity"].values()
         )
-        print(
-            f"{r['placement']:<12}{q['auroc_mc_entropy']:11.3f}{q['auroc_det_entropy']:12.3f}"
-            f"{q['dice_mc']:9.3f}{q['pixel_error_rate']:10.4f}"
-            f"{r['times_s']['ort mc'] / r['times_s']['ort det']:9.2f}{r['export_s']:10.1f}"
-            f"{par:10.1e}"
-        )
+        for tag, q, mc, det in (
+            ("", r["quality"], "ort mc", "ort det"),
+            (" int8", r["quality_int8"], "ort mc int8", "ort det int8"),
+        ):
+            print(
+                f"{r['placement'] + tag:<12}{q['auroc_mc_entropy']:11.3f}"
+                f"{q['auroc_det_entropy']:12.3f}{q['dice_mc']:9.3f}{q['pixel_error_rate']:10.4f}"
+                f"{r['times_s'][mc] / r['times_s'][det]:9.2f}{r['export_s']:10.1f}{par:10.1e}"
+            )
+        for kind, note in r["int8_check"].items():
+            print(f"  {r['placement']} {kind}: {note}")
 
 
 def parse_args() -> argparse.Namespace:

@@ -59,7 +59,9 @@ def test_bench_export_tiny(tmp_path: Path):
     for r in rows:
         assert set(r["times_s"]) == {
             f"{lib} {v}" for lib in ("ort", "torch") for v in ("det", "mc", "naive")
-        }
+        } | {"ort det int8", "ort mc int8"}
+        assert "mask Dice" in r["int8_check"]["mc"]
+        assert 0.0 <= r["quality_int8"]["dice_mc"] <= 1.0
         assert max(r["parity"]["deterministic"].values()) < 1e-4
         auc = r["quality"]["auroc_mc_entropy"]
         assert auc != auc or 0.0 <= auc <= 1.0  # nan when a tiny model makes no error

@@ -4,6 +4,7 @@ Files written for ``--onnx X.onnx``:
 
 - ``X.onnx``: the MC graph (eq. 2–3) when ``mc_samples ≥ 2``, else the deterministic graph;
 - ``X-det.onnx``: the deterministic twin beside an MC model (``ugss-infer --deterministic``);
+- with ``int8``: ``X-int8.onnx`` / ``X-det-int8.onnx``, int8 twins for CPU (``quantize``);
 - with ``trt``: ``X.plan`` / ``X-det.plan`` and their ``.plan.json`` metadata;
 - with ``triton``: ``DIR/<name>/`` (MC, noise drawn in the graph) and ``DIR/<name>-det/``.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,8 @@ class ExportOptions:
     fp16: bool = True
     triton: Path | None = None
     max_batch: int = 32
+    int8: bool = False
+    calibration: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = [
@@ -83,6 +86,7 @@ class ExportOptions:
             (1 <= self.max_batch <= 4096, f"--max-batch must be in 1..4096, got {self.max_batch}"),
             (self.fp16 or self.trt, "--fp32 applies to the TensorRT engine: add --trt"),
             (bool(self.name.strip()) and "/" not in self.name, f"bad --name {self.name!r}"),
+            (self.int8 or not self.calibration, "--calibration applies to --int8: add --int8"),
         ]
         for ok, message in checks:
             if not ok:
@@ -101,6 +105,11 @@ class ExportOptions:
         if not self.mc:
             return self.onnx
         return self.onnx.with_name(f"{self.onnx.name.removesuffix('.onnx')}-det.onnx")
+
+
+def int8_path(path: Path) -> Path:
+    """``X.onnx`` → ``X-int8.onnx``."""
+    return path.with_name(f"{path.name.removesuffix('.onnx')}-int8.onnx")
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,8 @@ def export_checkpoint(
         say(f"exporting MC graph (T = {options.mc_samples})")
         mc, art = _export_mc(ckpt, options, x, infos[KIND_MC])
         result.artifacts.append(art)
+    if options.int8:
+        result.artifacts += _export_int8(options, infos, say)
     if options.trt:
         result.artifacts += _build_plans(options, say)
     if options.triton is not None:
@@ -203,6 +214,7 @@ def _export_meta(ckpt: LoadedCheckpoint, options: ExportOptions, extra: dict) ->
         "opset": opset,
         "dropout_kind": ckpt.model_config.dropout_kind,
         "dropout_sites": ",".join(ckpt.model.dropout_sites),
+        "precision": "fp32",
     }
     base.update(extra)
     return base
@@ -281,6 +293,48 @@ def _export_mc(
     }
     _save(model, options.onnx, info, _export_meta(ckpt, options, extra))
     return model, Artifact(options.onnx, KIND_MC, "onnx", seconds, parity, note)
+
+
+def _export_int8(
+    options: ExportOptions, infos: dict[str, ModelInfo], say: Progress
+) -> list[Artifact]:
+    """int8 twins of the written fp32 graphs, checked against them (``quantize``)."""
+    from .quantize import MIN_AGREEMENT, calibration_slices, quantize_int8
+
+    say("reading calibration slices")
+    calib = calibration_slices(infos[KIND_DETERMINISTIC], options.calibration)
+    out = []
+    for kind, src in [(KIND_DETERMINISTIC, options.det_path)] + (
+        [(KIND_MC, options.onnx)] if options.mc else []
+    ):
+        dst = int8_path(src)
+        say(f"quantizing {src.name} to int8")
+        t0 = time.perf_counter()
+        agreement = quantize_int8(src, dst, calib, infos[kind].threshold)
+        if agreement.fp32_pixels >= 50 and agreement.mask_dice < MIN_AGREEMENT:
+            dst.unlink(missing_ok=True)
+            raise ExportError(
+                f"{dst.name}: {agreement.describe()}, below {MIN_AGREEMENT}; keep the fp32 model "
+                "or calibrate on scans like yours (--calibration)"
+            )
+        info = replace(infos[kind], name=f"{infos[kind].name}-int8")
+        meta = md.read_onnx_metadata(src)
+        meta.update(info.to_metadata())
+        meta.update(
+            {
+                f"{md.EXPORT_PREFIX}precision": "int8",
+                f"{md.EXPORT_PREFIX}calibration": calib.source,
+                f"{md.EXPORT_PREFIX}int8_max_prob_diff": f"{agreement.max_prob_diff:.3g}",
+                f"{md.EXPORT_PREFIX}int8_mask_dice": f"{agreement.mask_dice:.4f}",
+            }
+        )
+        model = onnx.load(str(dst))
+        md.attach(model, meta, int(info.version))
+        onnx.save(model, str(dst))
+        _runtime_check(dst, info)
+        seconds = time.perf_counter() - t0
+        out.append(Artifact(dst, kind, "onnx-int8", seconds, None, agreement.describe()))
+    return out
 
 
 def _plan_path(onnx_path: Path) -> Path:

@@ -76,11 +76,25 @@ def main_command(
     max_batch: Annotated[
         int, typer.Option("--max-batch", help="Largest batch for TensorRT profiles and Triton")
     ] = _O.max_batch,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also write int8 twins (X-int8.onnx, X-det-int8.onnx) for fast CPU inference",
+        ),
+    ] = False,
+    calibration: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--calibration",
+            help="CT scans (NIfTI, DICOM folder, glob) to calibrate --int8; default: synthetic",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step")] = False,
 ) -> None:
     """Export a trained checkpoint: MC ONNX + deterministic twin, optionally TensorRT / Triton.
 
-    Example: ugss-export best.pt --onnx model.onnx --mc-samples 8 [--trt] [--triton repo/]
+    Example: ugss-export best.pt --onnx model.onnx --mc-samples 8 [--int8] [--trt] [--triton repo/]
     """
     if verbose:
         setup_logging(True)
@@ -97,6 +111,8 @@ def main_command(
         fp16=not fp32,
         triton=triton,
         max_batch=max_batch,
+        int8=int8,
+        calibration=tuple(calibration or ()),
     )
     with console.status("exporting") as status:
         result = export_checkpoint(checkpoint, options, lambda msg: status.update(msg))

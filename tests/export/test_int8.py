@@ -1,0 +1,96 @@
+"""``ugss-export --int8``: quantized twins that the runtime opens, checked against fp32."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from export_ckpts import write_checkpoint
+from export_fixtures import torch_threads
+
+from ugss.errors import ConfigError
+from ugss.export.api import ExportOptions, export_checkpoint, int8_path
+from ugss.export.cli import main
+from ugss.export.metadata import read_onnx_metadata
+from ugss.export.quantize import calibration_slices
+from ugss.runtime.engines import OnnxEngine
+from ugss.runtime.model_info import KIND_MC, ModelInfo
+from ugss.runtime.nifti import write_nifti
+from ugss.synth import make_scan
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("int8")
+    with torch_threads(1):
+        ckpt = write_checkpoint(root / "model.pt")
+        options = ExportOptions(onnx=root / "out" / "model.onnx", mc_samples=8, int8=True)
+        result = export_checkpoint(ckpt, options)
+    return options, result
+
+
+def test_int8_twins_are_written_described_and_quantized(int8_export):
+    options, result = int8_export
+    int8_arts = [a for a in result.artifacts if a.form == "onnx-int8"]
+    assert {a.path for a in int8_arts} == {int8_path(options.onnx), int8_path(options.det_path)}
+    for art in int8_arts:
+        assert art.path.name.endswith("-int8.onnx")
+        assert "mask Dice" in art.note
+        meta = read_onnx_metadata(art.path)
+        assert meta["ugss.export.precision"] == "int8"
+        assert "synthetic" in meta["ugss.export.calibration"]
+        assert float(meta["ugss.export.int8_max_prob_diff"]) >= 0.0
+        info = ModelInfo.from_metadata(meta)
+        assert info.name.endswith("-int8") and info.kind == art.kind
+        graph = onnx.load(str(art.path)).graph
+        ops = {n.op_type for n in graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        assert any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)
+    fp32_meta = read_onnx_metadata(options.onnx)
+    assert fp32_meta["ugss.export.precision"] == "fp32"
+
+
+def test_int8_model_runs_in_the_runtime_close_to_fp32(int8_export):
+    options, _ = int8_export
+    for src in (options.det_path, options.onnx):
+        fp32 = OnnxEngine(src, provider="cpu", threads=1, seed=0)
+        q = OnnxEngine(int8_path(src), provider="cpu", threads=1, seed=0)
+        assert q.info.kind == fp32.info.kind
+        x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
+        a, b = fp32.run(x), q.run(x)
+        assert b.prob.shape == a.prob.shape
+        assert np.abs(a.prob - b.prob).max() < 0.2  # 8-bit activations, not bit-exact
+        if q.info.kind == KIND_MC:
+            assert b.entropy is not None and (b.entropy >= 0).all() and (b.entropy <= 1).all()
+            assert b.sample_counts is not None and b.sample_counts.shape == (3, 8)
+
+
+def test_calibration_reads_the_users_scans(tmp_path: Path):
+    vol, _, _ = make_scan(5, matrix=64, slice_thickness=5.0)
+    path = write_nifti(tmp_path / "scan.nii.gz", vol.hu, like=vol)
+    info = ModelInfo(input_size=32)
+    calib = calibration_slices(info, [str(tmp_path)], max_slices=8)
+    assert calib.slices.shape[1:] == (3, 32, 32) and 2 <= len(calib.slices) <= 8
+    assert "scan.nii.gz" in calib.source
+    fit, check = calib.halves
+    assert len(fit) + len(check) == len(calib.slices)
+    assert calibration_slices(info, [str(path)], max_slices=8).slices.shape == calib.slices.shape
+
+
+def test_int8_option_errors(tmp_path: Path, monkeypatch, capsys):
+    with pytest.raises(ConfigError, match="--calibration applies to --int8"):
+        ExportOptions(onnx=tmp_path / "m.onnx", calibration=("x",))
+    ckpt = write_checkpoint(tmp_path / "model.pt")
+    out = str(tmp_path / "m.onnx")
+    for args, message in [
+        (["--calibration", "x"], "--calibration applies to --int8"),
+        (["--int8", "--calibration", "nope/"], "--calibration nope: no such file or folder"),
+    ]:
+        monkeypatch.setattr(sys, "argv", ["ugss-export", str(ckpt), "--onnx", out, *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
