@@ -16,7 +16,7 @@ from ugss.export.api import ExportOptions, export_checkpoint, int8_path
 from ugss.export.cli import main
 from ugss.export.metadata import read_onnx_metadata
 from ugss.export.quantize import calibration_slices
-from ugss.runtime.engines import OnnxEngine
+from ugss.runtime.engines import OnnxEngine, open_engine
 from ugss.runtime.model_info import KIND_MC, ModelInfo
 from ugss.runtime.nifti import write_nifti
 from ugss.synth import make_scan
@@ -66,6 +66,12 @@ def test_int8_model_runs_in_the_runtime_close_to_fp32(int8_export):
         if q.info.kind == KIND_MC:
             assert b.entropy is not None and (b.entropy >= 0).all() and (b.entropy <= 1).all()
             assert b.sample_counts is not None and b.sample_counts.shape == (3, 8)
+
+
+def test_deterministic_flag_finds_the_int8_twin(int8_export):
+    options, _ = int8_export
+    engine = open_engine(int8_path(options.onnx), provider="cpu", deterministic=True)
+    assert engine.info.kind == "deterministic" and engine.info.name.endswith("-int8")
 
 
 def test_calibration_reads_the_users_scans(tmp_path: Path):

@@ -98,8 +98,13 @@ def bundled_model_path() -> Path:
 
 
 def deterministic_companion(path: Path) -> Path | None:
-    """``X.onnx`` (MC) → ``X-det.onnx`` beside it, the deterministic twin ugss-export writes."""
-    twin = path.with_name(f"{path.name.removesuffix('.onnx')}-det.onnx")
+    """``X.onnx`` (MC) → ``X-det.onnx`` beside it, the deterministic twin ugss-export writes
+    (``X-int8.onnx`` → ``X-det-int8.onnx``)."""
+    stem = path.name.removesuffix(".onnx")
+    if stem.endswith("-int8"):
+        twin = path.with_name(f"{stem.removesuffix('-int8')}-det-int8.onnx")
+    else:
+        twin = path.with_name(f"{stem}-det.onnx")
     return twin if twin.is_file() else None
 
 
