@@ -73,13 +73,15 @@ def det_info(input_size: int = 64, **kw) -> ModelInfo:
     return ModelInfo(kind=KIND_DETERMINISTIC, input_size=input_size, name="tiny-det", **kw)
 
 
-def mc_info(input_size: int = 64, samples: int = 6, **kw) -> ModelInfo:
+def mc_info(
+    input_size: int = 64, samples: int = 6, dropout_at: str = "test-jitter", **kw
+) -> ModelInfo:
     return ModelInfo(
         kind=KIND_MC,
         input_size=input_size,
         mc_samples=samples,
         dropout_rate=0.1,
-        dropout_at="test-jitter",
+        dropout_at=dropout_at,
         name="tiny-mc",
         version="3",
         checkpoint_sha256="ab" * 32,

@@ -141,6 +141,9 @@ def test_auto_batch_size_bounds_memory():
     assert auto_batch_size(om.det_info(input_size=16)) == 32
     per_slice = 256**2 * 8 * engines.BYTES_PER_PIXEL_SAMPLE
     assert auto_batch_size(mc) * per_slice <= engines.DEFAULT_MODEL_MEMORY_MB * 2**20
+    # dropout before the head only: the samples repeat the head, not the network
+    head = om.mc_info(input_size=256, samples=8, dropout_at="head")
+    assert auto_batch_size(det) > auto_batch_size(head) > auto_batch_size(mc)
 
 
 def test_tensorrt_plan_needs_tensorrt(tmp_path, monkeypatch):

@@ -47,6 +47,9 @@ AUTO_ORDER = ("cuda", "cpu")
 # Activation memory of one model sample per model pixel, measured for the paper's ResUNet in
 # onnxruntime (NOTES-export: ~0.25 GB per decoder sample at 512²); used to bound slab sizes.
 BYTES_PER_PIXEL_SAMPLE = 1000
+# With dropout only before the 1x1 head (the default), the T samples repeat just the head: its
+# 16-channel masked input and one logit per pixel and sample, not the whole network.
+HEAD_BYTES_PER_PIXEL_SAMPLE = 80
 DEFAULT_MODEL_MEMORY_MB = 768
 
 
@@ -81,7 +84,12 @@ class Engine(Protocol):
 
 def auto_batch_size(info: ModelInfo, memory_mb: int = DEFAULT_MODEL_MEMORY_MB) -> int:
     """Slices per model call so activations stay within ``memory_mb`` (T samples per slice)."""
-    per_slice = info.input_size**2 * max(info.mc_samples, 1) * BYTES_PER_PIXEL_SAMPLE
+    samples = max(info.mc_samples, 1)
+    if info.dropout_at == "head":
+        per_pixel = BYTES_PER_PIXEL_SAMPLE + HEAD_BYTES_PER_PIXEL_SAMPLE * samples
+    else:
+        per_pixel = BYTES_PER_PIXEL_SAMPLE * samples
+    per_slice = info.input_size**2 * per_pixel
     return int(np.clip(memory_mb * 2**20 // per_slice, 1, 32))
 
 

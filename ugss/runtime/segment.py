@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ugss.errors import VolumeError
-from ugss.runtime.engines import Engine, auto_batch_size
+from ugss.runtime.engines import Engine, EngineOutput, auto_batch_size
 from ugss.runtime.model_info import KIND_MC
 from ugss.runtime.postprocess import (
     Component,
@@ -43,6 +44,9 @@ DEFAULT_MIN_COMPONENT_ML = 0.05
 # Maps are resampled to the native grid only inside the window where some model pixel reaches
 # this value and are exactly 0 elsewhere: what a reader of the stored maps (1/255 steps) sees.
 SUPPORT_FLOOR = 0.5 / 255.0
+# Default slab: small enough that preparing and resampling neighbouring slabs overlaps the
+# model well, large enough to keep the model's per-slice cost flat (benchmarks/bench_infer.py).
+PIPELINE_SLAB = 8
 INTERVAL_QUANTILES = (5.0, 95.0)
 INTERVAL_METHOD = (
     "5th-95th percentile of the T MC per-sample volumes (model resolution, calibrated to the "
@@ -135,7 +139,7 @@ def segment_volume(
     info = engine.info
     thr = info.threshold if threshold is None else float(threshold)
     mc = use_mc and info.kind == KIND_MC
-    bs = batch_size or auto_batch_size(info)
+    bs = batch_size or min(auto_batch_size(info), PIPELINE_SLAB)
     z, h, w = volume.shape
     transform = PlaneTransform(h, w, info.input_size)
     engine.reseed(seed)
@@ -145,12 +149,16 @@ def segment_volume(
     sample_counts = np.zeros(max(info.mc_samples, 1), dtype=np.float64)
     mean_mask_pixels = 0
     t = {"preprocess": 0.0, "model": 0.0, "resample": 0.0, "postprocess": 0.0}
-    for slab in iter_slabs(z, bs):
+
+    def prepare(slab: slice) -> np.ndarray:
         t0 = time.perf_counter()
         batch = preprocess_slices(volume.hu[slab], info.input_size, info.windows)
-        t1 = time.perf_counter()
-        out = engine.run(batch)
-        t2 = time.perf_counter()
+        t["preprocess"] += time.perf_counter() - t0
+        return batch
+
+    def resample(slab: slice, out: EngineOutput) -> None:
+        nonlocal mean_mask_pixels, sample_counts
+        t0 = time.perf_counter()
         maps = [(out.prob, prob)]
         if entropy is not None and out.entropy is not None:
             maps.append((out.entropy, entropy))
@@ -161,10 +169,24 @@ def segment_volume(
             window = transform.support(*(m[k] for m, _ in maps), floor=floor)
             for model_map, native in maps:
                 transform.inverse_into(model_map[k], native[z_index], window)
-        t3 = time.perf_counter()
-        t["preprocess"] += t1 - t0
-        t["model"] += t2 - t1
-        t["resample"] += t3 - t2
+        t["resample"] += time.perf_counter() - t0
+
+    # One helper thread prepares slab k+1 and resamples slab k-1 while the engine runs slab k
+    # (onnxruntime releases the GIL); it works in submission order, so counts add up in order.
+    slabs = list(iter_slabs(z, bs))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ugss-slab") as helper:
+        prepared = helper.submit(prepare, slabs[0])
+        resampled = []
+        for i, slab in enumerate(slabs):
+            batch = prepared.result()
+            if i + 1 < len(slabs):
+                prepared = helper.submit(prepare, slabs[i + 1])
+            t0 = time.perf_counter()
+            out = engine.run(batch)
+            t["model"] += time.perf_counter() - t0
+            resampled.append(helper.submit(resample, slab, out))
+        for done in resampled:
+            done.result()
     t0 = time.perf_counter()
     voxel_ml = volume.voxel_volume_ml
     cleaned = remove_small_components(prob >= thr, voxel_ml, min_component_ml, connectivity)
