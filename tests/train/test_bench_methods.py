@@ -1,0 +1,69 @@
+"""benchmarks/bench_methods.py --tiny: the method comparison runs end to end at its CI size,
+covers every method × fraction × seed, prints its table, and resumes from ``--work``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_methods.py"
+METHODS = {"supervised", "cutmix", "cutpaste", "ugss"}
+
+
+def _run(tmp_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--tiny",
+            "--seeds",
+            "0,1",
+            "--work",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.slow
+def test_bench_methods_tiny(tmp_path: Path):
+    out = tmp_path / "methods.json"
+    proc = _run(tmp_path, out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    fractions = doc["args"]["fractions"]
+    assert len(fractions) == 2
+    runs = {(r["method"], r["fraction"], r["seed"]) for r in doc["runs"]}
+    assert runs == {(m, f, s) for m in METHODS for f in fractions for s in (0, 1)}
+    assert len(doc["runs"]) == len(runs)
+    for r in doc["runs"]:
+        t = r["test"]
+        assert r["steps"] == 2
+        assert 0.0 <= t["pixel_accuracy"] <= 1.0
+        assert t["dice"] != t["dice"] or 0.0 <= t["dice"] <= 1.0  # nan: every scan empty
+        # the same split for every method at one fraction
+        same = [x for x in doc["runs"] if x["fraction"] == r["fraction"]]
+        assert all(x["test_ids"] == r["test_ids"] and x["val_ids"] == r["val_ids"] for x in same)
+        assert all(x["labeled_ids"] == r["labeled_ids"] for x in same if x["seed"] == r["seed"])
+    assert {(a["method"], a["fraction"]) for a in doc["summary"]} == {
+        (m, f) for m in METHODS for f in fractions
+    }
+    assert all(a["n_seeds"] == 2 for a in doc["summary"])
+    assert "| labeled | method | seeds | test Dice | test Jaccard" in proc.stdout
+    assert "Per run:" in proc.stdout
+
+    # --work keeps the runs: a second call trains nothing and reports the same numbers
+    again = tmp_path / "again.json"
+    proc2 = _run(tmp_path, again)
+    assert proc2.returncode == 0, proc2.stderr[-2000:]
+    doc2 = json.loads(again.read_text())
+    assert doc2["runs_trained"] == 0
+    assert [r["test"]["dice"] for r in doc2["runs"]] == [r["test"]["dice"] for r in doc["runs"]]
