@@ -5,7 +5,10 @@ Trains supervised / CutMix / CutPaste / UGSS at two labeled fractions over sever
 with the project's evaluation code (``ugss.train.eval_cli.evaluate_records`` →
 ``ugss.evaluation.EvaluationAccumulator``: Dice and Jaccard per scan, paper eq. 16–17, and
 pixel accuracy, eq. 18). Prints mean ± sd per method × fraction, the paired difference to
-supervised, and every run's numbers; ``--json`` writes all of it.
+supervised, and every run's numbers; ``--json`` writes all of it. The per-scan Dice mean counts
+a hemorrhage-free scan with a single false-positive voxel as 0 (both-empty scans are left out),
+so the table also gives the mean over the scans with hemorrhage and the number of
+hemorrhage-free test scans with any positive voxel.
 
     .venv/bin/python benchmarks/bench_methods.py --work /tmp/bench_methods --json methods.json
     .venv/bin/python benchmarks/bench_methods.py --tiny                  # seconds, for CI
@@ -151,6 +154,7 @@ def evaluate_test(best: str, cohort: Path, test_ids: list[str]) -> dict[str, Any
 
     s = evaluate_records(records, predict, ck.threshold)
     o = s.overlap
+    hem = [r for r in s.scans if r.truth_positive]
     return {
         "dice": o.dice_mean,
         "dice_sd_scans": o.dice_std,
@@ -163,6 +167,14 @@ def evaluate_test(best: str, cohort: Path, test_ids: list[str]) -> dict[str, Any
         "n_scans": s.n_scans,
         "n_scored": o.n_scans_scored,
         "per_scan_dice": {r.scan_id: r.dice for r in s.scans},
+        # the per-scan mean above counts a hemorrhage-free scan with any false-positive voxel
+        # as Dice 0 (eq. 16): also the mean over the scans with hemorrhage, and that count
+        "dice_hemorrhage": _mean_sd([r.dice for r in hem])[0],
+        "jaccard_hemorrhage": _mean_sd([r.jaccard for r in hem])[0],
+        "n_hemorrhage": len(hem),
+        "fp_on_empty": sum(1 for r in s.scans if not r.truth_positive and r.pred_positive),
+        "n_empty": sum(1 for r in s.scans if not r.truth_positive),
+        "scans": [r.to_dict() for r in s.scans],
     }
 
 
@@ -203,6 +215,16 @@ def run_one(cfg: TrainConfig, out: Path, spec: dict[str, Any]) -> dict[str, Any]
     return doc
 
 
+def upgrade(doc: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A result written before the hemorrhage-scan metrics existed: score its best.pt again."""
+    if "dice_hemorrhage" in doc["test"] or not (out / "best.pt").is_file():
+        return doc
+    cohort = Path(doc["config"]["data"]["synth_dir"])
+    doc["test"] = evaluate_test(str(out / "best.pt"), cohort, doc["test_ids"])
+    (out / RESULT).write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     vals = [v for v in values if v is not None and v == v]
     if not vals:
@@ -231,6 +253,8 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
                 "test_dice": [r["test"]["dice"] for r in rs],
                 "test_jaccard": [r["test"]["jaccard"] for r in rs],
                 "test_dice_pooled": [r["test"]["dice_pooled"] for r in rs],
+                "test_dice_hemorrhage": [r["test"].get("dice_hemorrhage") for r in rs],
+                "fp_on_empty": [r["test"].get("fp_on_empty") for r in rs],
                 "pixel_accuracy": [r["test"]["pixel_accuracy"] for r in rs],
                 "val_dice": [r["val_dice"] for r in rs],
                 "steps": [r["steps"] for r in rs],
@@ -253,9 +277,9 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
 
 def markdown(rows: list[dict[str, Any]], agg: list[dict[str, Any]]) -> str:
     lines = [
-        "| labeled | method | seeds | test Dice | test Jaccard | test Dice pooled | PA "
-        "| val Dice | Δ Dice vs sup (paired) | steps | wall s / run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| labeled | method | seeds | test Dice | test Jaccard | Dice pooled | Dice hem. scans "
+        "| FP empty scans | PA | val Dice | Δ Dice vs sup (paired) | steps | wall s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in agg:
         d = a.get("test_dice_minus_supervised")
@@ -264,6 +288,8 @@ def markdown(rows: list[dict[str, Any]], agg: list[dict[str, Any]]) -> str:
             f"| {a['fraction']:g} ({a['n_labeled']} L + {a['n_unlabeled']} U) | {a['method']} "
             f"| {a['n_seeds']} | {_pm(a['test_dice']['values'])} "
             f"| {_pm(a['test_jaccard']['values'])} | {_pm(a['test_dice_pooled']['values'])} "
+            f"| {_pm(a['test_dice_hemorrhage']['values'])} "
+            f"| {_pm(a['fp_on_empty']['values'], '.1f')} "
             f"| {_pm(a['pixel_accuracy']['values'], '.4f')} | {_pm(a['val_dice']['values'])} "
             f"| {delta} | {a['steps']['mean']:.0f} | {a['wall_s']['mean']:.0f} |"
         )
@@ -271,15 +297,17 @@ def markdown(rows: list[dict[str, Any]], agg: list[dict[str, Any]]) -> str:
         "",
         "Per run:",
         "",
-        "| labeled | method | seed | test Dice | test Jaccard | Dice pooled | PA | val Dice "
-        "| best epoch | steps | train s | eval s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| labeled | method | seed | test Dice | test Jaccard | Dice pooled | Dice hem. scans "
+        "| FP empty | PA | val Dice | best epoch | steps | train s | eval s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["fraction"], METHODS.index(r["method"]), r["seed"])):
         t = r["test"]
         lines.append(
             f"| {r['fraction']:g} | {r['method']} | {r['seed']} | {t['dice']:.3f} "
-            f"| {t['jaccard']:.3f} | {t['dice_pooled']:.3f} | {t['pixel_accuracy']:.4f} "
+            f"| {t['jaccard']:.3f} | {t['dice_pooled']:.3f} "
+            f"| {t.get('dice_hemorrhage', float('nan')):.3f} "
+            f"| {t.get('fp_on_empty', '?')}/{t.get('n_empty', '?')} | {t['pixel_accuracy']:.4f} "
             f"| {r['val_dice']:.3f} | {r['best_epoch']} | {r['steps']} | {r['train_s']:.0f} "
             f"| {r['eval_s']:.1f} |"
         )
@@ -317,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg, out = run_config(args, work, m, f, seed)
                 spec = {"method": m, "fraction": f, "seed": seed}
                 if (out / RESULT).is_file():
-                    rows.append(json.loads((out / RESULT).read_text()))
+                    rows.append(upgrade(json.loads((out / RESULT).read_text()), out))
                     print(f"  kept   {m:10s} f={f:g} seed={seed}", flush=True)
                 else:
                     todo.append((cfg, out, spec))

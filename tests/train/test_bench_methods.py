@@ -48,6 +48,8 @@ def test_bench_methods_tiny(tmp_path: Path):
         t = r["test"]
         assert r["steps"] == 2
         assert 0.0 <= t["pixel_accuracy"] <= 1.0
+        assert t["n_hemorrhage"] + t["n_empty"] == t["n_scans"] == len(r["test_ids"])
+        assert 0 <= t["fp_on_empty"] <= t["n_empty"]
         assert t["dice"] != t["dice"] or 0.0 <= t["dice"] <= 1.0  # nan: every scan empty
         # the same split for every method at one fraction
         same = [x for x in doc["runs"] if x["fraction"] == r["fraction"]]
