@@ -201,7 +201,6 @@ def run_one(cfg: TrainConfig, out: Path, spec: dict[str, Any]) -> dict[str, Any]
         "eval_s": t2 - t1,
         "wall_s": t2 - t0,
         "threads": cfg.run.threads,
-        "batch": res.data.get("batch"),
         "n_labeled": len(split["train_labeled"]),
         "n_unlabeled": len(split["train_unlabeled"]),
         "val_ids": split["val"],
