@@ -115,12 +115,14 @@ def resize_plane(
     width: int,
     rows: slice | None = None,
     cols: slice | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resize the last two axes of ``x`` to ``(height, width)`` (float32).
 
     Columns first, then rows; each axis is a sum over a few taps gathered with ``np.take``
     and accumulated in place (4x faster than one fancy-indexed gather and einsum).
-    ``rows`` / ``cols`` compute only that window of the resized plane (the same values).
+    ``rows`` / ``cols`` compute only that window of the resized plane (the same values);
+    ``out`` (any float32 view of the result's shape) receives the result without a copy.
     """
     x = np.asarray(x, dtype=np.float32)
     for axis, n_out, part in ((-1, width, cols), (-2, height, rows)):
@@ -133,14 +135,20 @@ def resize_plane(
             idx, wts = idx[part], wts[part]
         shape = [1] * x.ndim
         shape[axis] = len(idx)
-        out = np.take(x, idx[:, 0], axis=axis)
-        out *= wts[:, 0].reshape(shape)
+        last = axis == -2 and out is not None
+        acc = np.multiply(
+            np.take(x, idx[:, 0], axis=axis), wts[:, 0].reshape(shape), out=out if last else None
+        )
         for t in range(1, idx.shape[1]):
             term = np.take(x, idx[:, t], axis=axis)
             term *= wts[:, t].reshape(shape)
-            out += term
-        x = out
-    return np.ascontiguousarray(x, dtype=np.float32)
+            acc += term
+        x = acc
+    if out is None:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if x is not out:
+        out[...] = x
+    return out
 
 
 def _touched(n_in: int, n_out: int, first: int, last: int) -> tuple[int, int]:
@@ -217,22 +225,33 @@ class PlaneTransform:
         return slice(r0 - top, r1 - top), slice(c0 - left, c1 - left)
 
     def inverse_into(
-        self, model_plane: np.ndarray, out: np.ndarray, window: tuple[slice, slice] | None
+        self,
+        model_plane: np.ndarray,
+        out: np.ndarray,
+        window: tuple[slice, slice] | None,
+        zeroed: bool = False,
     ) -> None:
         """``inverse`` written into ``out`` (``(..., H, W)``), computed only inside ``window``
         (from ``support``) and zero elsewhere: outputs of a small lesion cost a small window.
+        ``zeroed``: ``out`` already holds zeros (e.g. from ``np.zeros``), left as they are.
         """
-        out[...] = 0.0
         if window is None:
+            if not zeroed:
+                out[...] = 0.0
             return
         top, left = self.pad
         rows, cols = window
-        out[..., rows, cols] = resize_plane(
+        if not zeroed:
+            outside = np.ones(out.shape[-2:], dtype=bool)
+            outside[rows, cols] = False
+            out[..., outside] = 0.0
+        resize_plane(
             model_plane,
             self.side,
             self.side,
             rows=slice(rows.start + top, rows.stop + top),
             cols=slice(cols.start + left, cols.stop + left),
+            out=out[..., rows, cols],
         )
 
 

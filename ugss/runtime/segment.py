@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,9 +44,9 @@ DEFAULT_MIN_COMPONENT_ML = 0.05
 # Maps are resampled to the native grid only inside the window where some model pixel reaches
 # this value and are exactly 0 elsewhere: what a reader of the stored maps (1/255 steps) sees.
 SUPPORT_FLOOR = 0.5 / 255.0
-# Default slab: small enough that preparing and resampling neighbouring slabs overlaps the
-# model well, large enough to keep the model's per-slice cost flat (benchmarks/bench_infer.py).
-PIPELINE_SLAB = 8
+# Default slab when slab work overlaps the model: small enough that the work before the first
+# and after the last model call is short.
+OVERLAP_SLAB = 8
 INTERVAL_QUANTILES = (5.0, 95.0)
 INTERVAL_METHOD = (
     "5th-95th percentile of the T MC per-sample volumes (model resolution, calibrated to the "
@@ -117,6 +117,21 @@ def check_ct_intensities(volume: Volume) -> dict[str, float]:
     return stats
 
 
+class _InLine:
+    """The executor interface, running each job at once (no overlap)."""
+
+    def __enter__(self) -> _InLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn, *args) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+
 def segment_volume(
     volume: Volume,
     engine: Engine,
@@ -128,24 +143,31 @@ def segment_volume(
     seed: int | None = 0,
     connectivity: int = 3,
     check_intensities: bool = True,
+    overlap: bool | None = None,
 ) -> Segmentation:
     """Mask, probability, uncertainty and volume (with MC interval) of one scan.
 
     ``use_mc=False`` drops the MC outputs of an MC engine (deterministic report);
     ``threshold`` overrides the model's; ``seed`` restarts the engine's MC noise for this scan.
+    ``overlap`` forces (True) or forbids (False) overlapping slab work with the model; by
+    default it is on when the engine computes off the host CPU.
     """
     if check_intensities:
         check_ct_intensities(volume)
     info = engine.info
     thr = info.threshold if threshold is None else float(threshold)
     mc = use_mc and info.kind == KIND_MC
-    bs = batch_size or min(auto_batch_size(info), PIPELINE_SLAB)
+    if overlap is None:
+        overlap = getattr(engine, "on_host_cpu", True) is False
+    bs = batch_size or auto_batch_size(info)
+    if overlap and not batch_size:
+        bs = min(bs, OVERLAP_SLAB)
     z, h, w = volume.shape
     transform = PlaneTransform(h, w, info.input_size)
     engine.reseed(seed)
     floor = min(SUPPORT_FLOOR, thr)
-    prob = np.empty(volume.shape, dtype=np.float32)
-    entropy = np.empty(volume.shape, dtype=np.float32) if mc else None
+    prob = np.zeros(volume.shape, dtype=np.float32)  # calloc: untouched pages cost nothing
+    entropy = np.zeros(volume.shape, dtype=np.float32) if mc else None
     sample_counts = np.zeros(max(info.mc_samples, 1), dtype=np.float64)
     mean_mask_pixels = 0
     t = {"preprocess": 0.0, "model": 0.0, "resample": 0.0, "postprocess": 0.0}
@@ -168,13 +190,16 @@ def segment_volume(
         for k, z_index in enumerate(range(slab.start, slab.stop)):
             window = transform.support(*(m[k] for m, _ in maps), floor=floor)
             for model_map, native in maps:
-                transform.inverse_into(model_map[k], native[z_index], window)
+                transform.inverse_into(model_map[k], native[z_index], window, zeroed=True)
         t["resample"] += time.perf_counter() - t0
 
-    # One helper thread prepares slab k+1 and resamples slab k-1 while the engine runs slab k
-    # (onnxruntime releases the GIL); it works in submission order, so counts add up in order.
+    # With the model off the host CPU (GPU, Triton), one helper thread prepares slab k+1 and
+    # resamples slab k-1 while the engine runs slab k; it works in submission order, so counts
+    # add up in order. On the CPU the model already keeps every core busy: measured, overlap
+    # saved nothing there (benchmarks/README-runtime.md), so the work runs in line.
     slabs = list(iter_slabs(z, bs))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ugss-slab") as helper:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ugss-slab") if overlap else None
+    with pool or _InLine() as helper:
         prepared = helper.submit(prepare, slabs[0])
         resampled = []
         for i, slab in enumerate(slabs):
