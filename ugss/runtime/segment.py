@@ -3,10 +3,10 @@
 The volume is processed in slabs of ``batch_size`` slices, so memory is bounded by the
 slab, not the scan. Outputs go back onto the native grid with ``PlaneTransform.inverse`` (the
 shared preprocessing, never a copy of it), the mask is ``prob ≥ threshold`` on that grid, and
-specks below ``min_component_ml`` are removed. Each slice is resampled only inside the window
-where the model's maps reach ``SUPPORT_FLOOR`` (values below it are stored as 0 anyway); a
-scan without findings costs almost nothing here. The volume is the paper's eq. 12 on the final
-mask: voxel count × voxel volume, exactly what the written mask gives.
+specks below ``min_component_ml`` are removed. Each slice of each map is resampled only
+inside the window where the model's map reaches ``SUPPORT_FLOOR`` (values below it are stored
+as 0 anyway): a scan without findings costs almost nothing here. The volume is the paper's
+eq. 12 on the final mask: voxel count × voxel volume, exactly what the written mask gives.
 
 MC volume interval. The MC graph returns, per slice and sample, the number of foreground
 pixels at model resolution. Summed over slices and scaled by the physical size of a model pixel,
@@ -18,8 +18,11 @@ percentile, widened to include the point estimate when the samples all fall on o
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -117,6 +120,27 @@ def check_ct_intensities(volume: Volume) -> dict[str, float]:
     return stats
 
 
+# The model uses every core; the numpy work around it (preparing and resampling slices) is
+# split across the cores too: each part owns whole slices, numpy releases the GIL.
+_PARTS = max(1, min(4, os.cpu_count() or 1))
+_slice_pool: ThreadPoolExecutor | None = None
+
+
+def _in_parts(fn: Callable[[range], None], slices: range) -> None:
+    """``fn`` over up to ``_PARTS`` consecutive sub-ranges of ``slices``, in parallel."""
+    global _slice_pool
+    n = min(_PARTS, len(slices))
+    if n <= 1:
+        fn(slices)
+        return
+    if _slice_pool is None:
+        _slice_pool = ThreadPoolExecutor(max_workers=_PARTS, thread_name_prefix="ugss-slices")
+    bounds = np.linspace(slices.start, slices.stop, n + 1).round().astype(int)
+    parts = [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+    for done in [_slice_pool.submit(fn, r) for r in parts]:
+        done.result()
+
+
 class _InLine:
     """The executor interface, running each job at once (no overlap)."""
 
@@ -174,7 +198,14 @@ def segment_volume(
 
     def prepare(slab: slice) -> np.ndarray:
         t0 = time.perf_counter()
-        batch = preprocess_slices(volume.hu[slab], info.input_size, info.windows)
+        size = info.input_size
+        batch = np.empty((slab.stop - slab.start, len(info.windows), size, size), np.float32)
+
+        def part(r: range) -> None:
+            rows = slice(r.start - slab.start, r.stop - slab.start)
+            batch[rows] = preprocess_slices(volume.hu[r.start : r.stop], size, info.windows)
+
+        _in_parts(part, range(slab.start, slab.stop))
         t["preprocess"] += time.perf_counter() - t0
         return batch
 
@@ -187,10 +218,15 @@ def segment_volume(
             if out.sample_counts is not None:
                 sample_counts += out.sample_counts.sum(axis=0, dtype=np.float64)
             mean_mask_pixels += int(np.count_nonzero(out.prob >= thr))
-        for k, z_index in enumerate(range(slab.start, slab.stop)):
-            window = transform.support(*(m[k] for m, _ in maps), floor=floor)
-            for model_map, native in maps:
-                transform.inverse_into(model_map[k], native[z_index], window, zeroed=True)
+
+        def part(r: range) -> None:
+            for z_index in r:  # slice by slice: cache-sized arrays, 2x faster than whole blocks
+                k = z_index - slab.start
+                for model_map, native in maps:
+                    window = transform.support(model_map[k], floor=floor)
+                    transform.inverse_into(model_map[k], native[z_index], window, zeroed=True)
+
+        _in_parts(part, range(slab.start, slab.stop))
         t["resample"] += time.perf_counter() - t0
 
     # With the model off the host CPU (GPU, Triton), one helper thread prepares slab k+1 and
