@@ -83,18 +83,18 @@ def test_inverse_in_the_support_window_equals_the_full_inverse(h, w, size):
     prob = np.zeros((size, size), np.float32)
     prob[40:50, 60:75] = rng.random((10, 15))
     prob[5, 5] = 0.001  # below the floor: not worth a window
-    unc = np.zeros_like(prob)
-    unc[90, 100] = 0.5  # a second map widens the shared window
-    window = t.support(prob, unc, floor=0.002)
-    assert window is not None
-    for model_map in (prob, unc):
-        out = np.full((h, w), np.nan, np.float32)
+    prob[90, 100] = 0.5  # a second spot widens the window
+    for model_map in (prob, prob[None].repeat(2, axis=0)):  # one plane, or a stack of them
+        window = t.support(model_map, floor=0.002)
+        assert window is not None
+        out = np.full((*model_map.shape[:-2], h, w), np.nan, np.float32)
         t.inverse_into(model_map, out, window)
         full = t.inverse(model_map)
-        np.testing.assert_array_equal(out[window], full[window])
+        rows, cols = window
+        np.testing.assert_array_equal(out[..., rows, cols], full[..., rows, cols])
         outside = np.ones((h, w), bool)
         outside[window] = False
-        assert (out[outside] == 0).all() and full[outside].max(initial=0) < 0.002
+        assert (out[..., outside] == 0).all() and full[..., outside].max(initial=0) < 0.002
     assert t.support(np.full((size, size), 0.001, np.float32), floor=0.002) is None
     out = np.ones((h, w), np.float32)
     t.inverse_into(prob, out, None)

@@ -219,16 +219,3 @@ def test_qc_flags(engines):
     plain = Volume(hu=soft, affine=om.phantom_affine((5.0, 0.9, 0.9)))
     report = build_report(plain, segment_volume(plain, engines["det"]), engines["det"])
     assert "non_ct_like_intensities" in {f.code for f in report.qc_flags}
-
-
-def test_overlapped_slabs_give_the_same_result(engines, bleed):
-    """Off-CPU engines overlap slab work with the model: same maps, counts and interval."""
-    volume, _ = bleed
-    engine = engines["mc"]
-    inline = segment_volume(volume, engine, batch_size=2, overlap=False)
-    overlapped = segment_volume(volume, engine, batch_size=2, overlap=True)
-    np.testing.assert_array_equal(inline.prob, overlapped.prob)
-    np.testing.assert_array_equal(inline.entropy, overlapped.entropy)
-    np.testing.assert_array_equal(inline.mask, overlapped.mask)
-    assert inline.interval_ml == overlapped.interval_ml
-    assert inline.sample_volumes_ml == overlapped.sample_volumes_ml

@@ -73,9 +73,6 @@ class Engine(Protocol):
         """Where the model runs, for reports (e.g. ``onnxruntime CPUExecutionProvider``)."""
         ...
 
-    # Optional ``on_host_cpu: bool`` (absent: True): whether the model computes on this
-    # machine's CPU cores; ``segment_volume`` overlaps slab work with the model only when not.
-
     def reseed(self, seed: int | None) -> None:
         """Restart the MC noise sequence, so a scan's result does not depend on earlier scans."""
         ...
@@ -258,10 +255,6 @@ class OnnxEngine:
     def description(self) -> str:
         return f"onnxruntime {ort.__version__} {self.provider}"
 
-    @property
-    def on_host_cpu(self) -> bool:
-        return self.provider == PROVIDERS["cpu"]
-
     def reseed(self, seed: int | None) -> None:
         self.noise.reseed(seed)
 
@@ -330,8 +323,6 @@ class TensorRTEngine:
     @property
     def description(self) -> str:
         return f"TensorRT {self._trt.__version__} plan {self.path.name}"
-
-    on_host_cpu = False
 
     def reseed(self, seed: int | None) -> None:
         self.noise.reseed(seed)
@@ -420,8 +411,6 @@ class TritonEngine:
     @property
     def description(self) -> str:
         return f"Triton {self.url} model {self.model_name}"
-
-    on_host_cpu = False  # the server computes; this process only waits
 
     def reseed(self, seed: int | None) -> None:
         self.noise.reseed(seed)

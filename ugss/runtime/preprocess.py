@@ -202,16 +202,14 @@ class PlaneTransform:
         top, left = self.pad
         return np.ascontiguousarray(full[..., top : top + self.height, left : left + self.width])
 
-    def support(self, *model_planes: np.ndarray, floor: float) -> tuple[slice, slice] | None:
-        """Native ``(rows, cols)`` window outside which every plane's inverse is below ``floor``.
+    def support(self, model_plane: np.ndarray, floor: float) -> tuple[slice, slice] | None:
+        """Native ``(rows, cols)`` window outside which ``inverse(model_plane)`` is below ``floor``.
 
         Resizing is a convex combination of taps, so a native pixel whose taps all read model
         pixels below ``floor`` is itself below ``floor``. None when nothing reaches ``floor``.
         """
-        active = np.zeros((self.size, self.size), dtype=bool)
-        for plane in model_planes:
-            flat = np.asarray(plane).reshape(-1, self.size, self.size)
-            active |= (flat >= floor).any(axis=0)
+        flat = np.asarray(model_plane).reshape(-1, self.size, self.size)
+        active = (flat >= floor).any(axis=0)
         hit_rows, hit_cols = np.flatnonzero(active.any(axis=1)), np.flatnonzero(active.any(axis=0))
         if hit_rows.size == 0:
             return None
@@ -235,16 +233,12 @@ class PlaneTransform:
         (from ``support``) and zero elsewhere: outputs of a small lesion cost a small window.
         ``zeroed``: ``out`` already holds zeros (e.g. from ``np.zeros``), left as they are.
         """
+        if not zeroed:
+            out[...] = 0.0
         if window is None:
-            if not zeroed:
-                out[...] = 0.0
             return
         top, left = self.pad
         rows, cols = window
-        if not zeroed:
-            outside = np.ones(out.shape[-2:], dtype=bool)
-            outside[rows, cols] = False
-            out[..., outside] = 0.0
         resize_plane(
             model_plane,
             self.side,

@@ -23,13 +23,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from ugss.errors import VolumeError
-from ugss.runtime.engines import Engine, EngineOutput, auto_batch_size
+from ugss.runtime.engines import Engine, auto_batch_size
 from ugss.runtime.model_info import KIND_MC
 from ugss.runtime.postprocess import (
     Component,
@@ -48,8 +49,7 @@ DEFAULT_MIN_COMPONENT_ML = 0.05
 # this value and are exactly 0 elsewhere: what a reader of the stored maps (1/255 steps) sees.
 SUPPORT_FLOOR = 0.5 / 255.0
 # Default slab: model time per slice measured flat from 3 to 34 slices on CPU (within noise),
-# while memory grows with the slab (300 x 512² MC: 1.79 GiB peak at 19 slices); with overlap
-# (engines off the CPU) small slabs also keep the work before the first model call short.
+# while memory grows with the slab (300 x 512² MC: 1.79 GiB peak at 19 slices).
 DEFAULT_SLAB = 8
 INTERVAL_QUANTILES = (5.0, 95.0)
 INTERVAL_METHOD = (
@@ -142,21 +142,6 @@ def _in_parts(fn: Callable[[range], None], slices: range) -> None:
         done.result()
 
 
-class _InLine:
-    """The executor interface, running each job at once (no overlap)."""
-
-    def __enter__(self) -> _InLine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn, *args) -> Future:
-        done: Future = Future()
-        done.set_result(fn(*args))
-        return done
-
-
 def segment_volume(
     volume: Volume,
     engine: Engine,
@@ -168,22 +153,17 @@ def segment_volume(
     seed: int | None = 0,
     connectivity: int = 3,
     check_intensities: bool = True,
-    overlap: bool | None = None,
 ) -> Segmentation:
     """Mask, probability, uncertainty and volume (with MC interval) of one scan.
 
     ``use_mc=False`` drops the MC outputs of an MC engine (deterministic report);
     ``threshold`` overrides the model's; ``seed`` restarts the engine's MC noise for this scan.
-    ``overlap`` forces (True) or forbids (False) overlapping slab work with the model; by
-    default it is on when the engine computes off the host CPU.
     """
     if check_intensities:
         check_ct_intensities(volume)
     info = engine.info
     thr = info.threshold if threshold is None else float(threshold)
     mc = use_mc and info.kind == KIND_MC
-    if overlap is None:
-        overlap = getattr(engine, "on_host_cpu", True) is False
     bs = batch_size or min(auto_batch_size(info), DEFAULT_SLAB)
     z, h, w = volume.shape
     transform = PlaneTransform(h, w, info.input_size)
@@ -195,58 +175,36 @@ def segment_volume(
     mean_mask_pixels = 0
     t = {"preprocess": 0.0, "model": 0.0, "resample": 0.0, "postprocess": 0.0}
 
-    def prepare(slab: slice) -> np.ndarray:
+    size = info.input_size
+
+    def prepare(r: range, slab: slice, batch: np.ndarray) -> None:
+        rows = slice(r.start - slab.start, r.stop - slab.start)
+        batch[rows] = preprocess_slices(volume.hu[r.start : r.stop], size, info.windows)
+
+    def resample(r: range, slab: slice, maps: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for z_index in r:  # slice by slice: cache-sized arrays, 2x faster than whole blocks
+            for model_map, native in maps:
+                plane = model_map[z_index - slab.start]
+                window = transform.support(plane, floor=floor)
+                transform.inverse_into(plane, native[z_index], window, zeroed=True)
+
+    for slab in iter_slabs(z, bs):
         t0 = time.perf_counter()
-        size = info.input_size
         batch = np.empty((slab.stop - slab.start, len(info.windows), size, size), np.float32)
-
-        def part(r: range) -> None:
-            rows = slice(r.start - slab.start, r.stop - slab.start)
-            batch[rows] = preprocess_slices(volume.hu[r.start : r.stop], size, info.windows)
-
-        _in_parts(part, range(slab.start, slab.stop))
-        t["preprocess"] += time.perf_counter() - t0
-        return batch
-
-    def resample(slab: slice, out: EngineOutput) -> None:
-        nonlocal mean_mask_pixels, sample_counts
-        t0 = time.perf_counter()
+        _in_parts(partial(prepare, slab=slab, batch=batch), range(slab.start, slab.stop))
+        t1 = time.perf_counter()
+        out = engine.run(batch)
+        t2 = time.perf_counter()
         maps = [(out.prob, prob)]
         if entropy is not None and out.entropy is not None:
             maps.append((out.entropy, entropy))
             if out.sample_counts is not None:
                 sample_counts += out.sample_counts.sum(axis=0, dtype=np.float64)
             mean_mask_pixels += int(np.count_nonzero(out.prob >= thr))
-
-        def part(r: range) -> None:
-            for z_index in r:  # slice by slice: cache-sized arrays, 2x faster than whole blocks
-                k = z_index - slab.start
-                for model_map, native in maps:
-                    window = transform.support(model_map[k], floor=floor)
-                    transform.inverse_into(model_map[k], native[z_index], window, zeroed=True)
-
-        _in_parts(part, range(slab.start, slab.stop))
-        t["resample"] += time.perf_counter() - t0
-
-    # With the model off the host CPU (GPU, Triton), one helper thread prepares slab k+1 and
-    # resamples slab k-1 while the engine runs slab k; it works in submission order, so counts
-    # add up in order. On the CPU the model already keeps every core busy: measured, overlap
-    # saved nothing there (benchmarks/README-runtime.md), so the work runs in line.
-    slabs = list(iter_slabs(z, bs))
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ugss-slab") if overlap else None
-    with pool or _InLine() as helper:
-        prepared = helper.submit(prepare, slabs[0])
-        resampled = []
-        for i, slab in enumerate(slabs):
-            batch = prepared.result()
-            if i + 1 < len(slabs):
-                prepared = helper.submit(prepare, slabs[i + 1])
-            t0 = time.perf_counter()
-            out = engine.run(batch)
-            t["model"] += time.perf_counter() - t0
-            resampled.append(helper.submit(resample, slab, out))
-        for done in resampled:
-            done.result()
+        _in_parts(partial(resample, slab=slab, maps=maps), range(slab.start, slab.stop))
+        t["preprocess"] += t1 - t0
+        t["model"] += t2 - t1
+        t["resample"] += time.perf_counter() - t2
     t0 = time.perf_counter()
     voxel_ml = volume.voxel_volume_ml
     cleaned = remove_small_components(prob >= thr, voxel_ml, min_component_ml, connectivity)
