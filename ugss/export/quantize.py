@@ -116,15 +116,18 @@ def calibration_slices(
     return Calibration(np.ascontiguousarray(slices, dtype=np.float32), source)
 
 
-def _feeds(model_path: Path, batches: np.ndarray, batch: int = 4) -> list[dict[str, np.ndarray]]:
-    """Inputs for every graph input: image slabs, plus fixed dropout noise when it is an input."""
-    names = {i.name: i for i in onnx.load(str(model_path), load_external_data=False).graph.input}
-    extra = {}
-    if NOISE_INPUT_NAME in names:
-        dims = [d.dim_value for d in names[NOISE_INPUT_NAME].type.tensor_type.shape.dim]
-        rng = np.random.default_rng(0)
-        extra[NOISE_INPUT_NAME] = rng.random(dims, dtype=np.float32)
-    return [{INPUT_NAME: batches[i : i + batch]} | extra for i in range(0, len(batches), batch)]
+def _noise(model_path: Path) -> dict[str, np.ndarray]:
+    """Fixed dropout noise when the graph takes it as an input (else nothing)."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    for inp in graph.input:
+        if inp.name == NOISE_INPUT_NAME:
+            dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+            return {NOISE_INPUT_NAME: np.random.default_rng(0).random(dims, dtype=np.float32)}
+    return {}
+
+
+def _feeds(slices: np.ndarray, extra: dict[str, np.ndarray], batch: int = 4) -> list[dict]:
+    return [{INPUT_NAME: slices[i : i + batch]} | extra for i in range(0, len(slices), batch)]
 
 
 class _Reader:
@@ -158,20 +161,21 @@ def quantize_int8(src: Path, dst: Path, calibration: Calibration, threshold: flo
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fit, check = calibration.halves
+    noise = _noise(src)
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(
             str(pre),
             str(dst),
-            _Reader(_feeds(src, fit)),
+            _Reader(_feeds(fit, noise)),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
         )
-    feeds = _feeds(src, check)
+    feeds = _feeds(check, noise)
     ref, q = _probabilities(src, feeds), _probabilities(dst, feeds)
     a, b = ref >= threshold, q >= threshold
     total = int(a.sum() + b.sum())
