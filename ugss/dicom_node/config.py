@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ugss.errors import ConfigError
+from ugss.runtime.engines import PROVIDER_CHOICES
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2 AE: 16 chars, no backslash
 
@@ -81,9 +82,6 @@ class Destination:
         return f"{self.name}={self.ae_title}@{self.host}:{self.port}"
 
 
-PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
-
-
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything the node needs; defaults listen on loopback and write results to a folder."""
@@ -129,9 +127,9 @@ class NodeConfig:
             raise ConfigError(f"spool_limit_mb must be >= 1, got {self.spool_limit_mb}")
         if self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.provider not in PROVIDERS:
+        if self.provider not in PROVIDER_CHOICES:
             raise ConfigError(
-                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+                f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {self.provider!r}"
             )
         if self.mc_samples is not None and self.mc_samples < 0:
             raise ConfigError(f"mc_samples must be >= 0, got {self.mc_samples}")

@@ -41,6 +41,7 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+PROVIDER_CHOICES = ("auto", *PROVIDERS)  # what --provider accepts
 # "auto" prefers CUDA over CPU. The TensorRT provider builds an engine per input shape on first
 # use (minutes), so it is used only when asked for by name.
 AUTO_ORDER = ("cuda", "cpu")
@@ -177,7 +178,7 @@ def resolve_providers(provider: str) -> list[str]:
                 return [PROVIDERS[name]] + ([PROVIDERS["cpu"]] if name != "cpu" else [])
         return [PROVIDERS["cpu"]]
     if key not in PROVIDERS:
-        raise InputError(f"unknown provider {provider!r}: use auto, cpu, cuda or tensorrt")
+        raise InputError(f"unknown provider {provider!r}: use {', '.join(PROVIDER_CHOICES)}")
     wanted = PROVIDERS[key]
     if wanted not in available:
         raise InputError(
