@@ -12,11 +12,11 @@ from export_ckpts import write_checkpoint
 from export_fixtures import torch_threads
 
 from ugss.errors import ConfigError
-from ugss.export.api import ExportOptions, export_checkpoint, int8_path
+from ugss.export.api import ExportOptions, export_checkpoint
 from ugss.export.cli import main
 from ugss.export.metadata import read_onnx_metadata
 from ugss.export.quantize import calibration_slices
-from ugss.runtime.engines import OnnxEngine, open_engine
+from ugss.runtime.engines import OnnxEngine, model_twin, open_engine
 from ugss.runtime.model_info import KIND_MC, ModelInfo
 from ugss.runtime.nifti import write_nifti
 from ugss.synth import make_scan
@@ -35,7 +35,8 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory):
 def test_int8_twins_are_written_described_and_quantized(int8_export):
     options, result = int8_export
     int8_arts = [a for a in result.artifacts if a.form == "onnx-int8"]
-    assert {a.path for a in int8_arts} == {int8_path(options.onnx), int8_path(options.det_path)}
+    twins = {model_twin(p, int8=True) for p in (options.onnx, options.det_path)}
+    assert {a.path for a in int8_arts} == twins
     for art in int8_arts:
         assert art.path.name.endswith("-int8.onnx")
         assert "mask Dice" in art.note
@@ -57,7 +58,7 @@ def test_int8_model_runs_in_the_runtime_close_to_fp32(int8_export):
     options, _ = int8_export
     for src in (options.det_path, options.onnx):
         fp32 = OnnxEngine(src, provider="cpu", threads=1, seed=0)
-        q = OnnxEngine(int8_path(src), provider="cpu", threads=1, seed=0)
+        q = OnnxEngine(model_twin(src, int8=True), provider="cpu", threads=1, seed=0)
         assert q.info.kind == fp32.info.kind
         x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
         a, b = fp32.run(x), q.run(x)
@@ -70,8 +71,16 @@ def test_int8_model_runs_in_the_runtime_close_to_fp32(int8_export):
 
 def test_deterministic_flag_finds_the_int8_twin(int8_export):
     options, _ = int8_export
-    engine = open_engine(int8_path(options.onnx), provider="cpu", deterministic=True)
+    engine = open_engine(model_twin(options.onnx, int8=True), provider="cpu", deterministic=True)
     assert engine.info.kind == "deterministic" and engine.info.name.endswith("-int8")
+
+
+def test_twin_names():
+    x = Path("m/model.onnx")
+    assert model_twin(x, det=True) == Path("m/model-det.onnx")
+    assert model_twin(x, int8=True) == Path("m/model-int8.onnx")
+    assert model_twin(model_twin(x, det=True), int8=True) == Path("m/model-det-int8.onnx")
+    assert model_twin(Path("m/model-int8.onnx"), det=True) == Path("m/model-det-int8.onnx")
 
 
 def test_calibration_reads_the_users_scans(tmp_path: Path):

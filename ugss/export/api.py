@@ -26,7 +26,7 @@ import torch
 
 from ugss import __version__
 from ugss.errors import ConfigError, InputError, UGSSError
-from ugss.runtime.engines import OnnxEngine, auto_batch_size
+from ugss.runtime.engines import OnnxEngine, auto_batch_size, model_twin
 from ugss.runtime.model_info import (
     DET_OUTPUT,
     INPUT_NAME,
@@ -102,14 +102,7 @@ class ExportOptions:
 
     @property
     def det_path(self) -> Path:
-        if not self.mc:
-            return self.onnx
-        return self.onnx.with_name(f"{self.onnx.name.removesuffix('.onnx')}-det.onnx")
-
-
-def int8_path(path: Path) -> Path:
-    """``X.onnx`` → ``X-int8.onnx``."""
-    return path.with_name(f"{path.name.removesuffix('.onnx')}-int8.onnx")
+        return model_twin(self.onnx, det=True) if self.mc else self.onnx
 
 
 @dataclass(frozen=True)
@@ -307,7 +300,7 @@ def _export_int8(
     for kind, src in [(KIND_DETERMINISTIC, options.det_path)] + (
         [(KIND_MC, options.onnx)] if options.mc else []
     ):
-        dst = int8_path(src)
+        dst = model_twin(src, int8=True)
         say(f"quantizing {src.name} to int8")
         t0 = time.perf_counter()
         agreement = quantize_int8(src, dst, calib, infos[kind].threshold)

@@ -106,14 +106,18 @@ def bundled_model_path() -> Path:
     return path
 
 
-def deterministic_companion(path: Path) -> Path | None:
-    """``X.onnx`` (MC) → ``X-det.onnx`` beside it, the deterministic twin ugss-export writes
-    (``X-int8.onnx`` → ``X-det-int8.onnx``)."""
+def model_twin(path: Path, *, det: bool = False, int8: bool = False) -> Path:
+    """The sibling file names ``ugss-export`` writes beside ``X.onnx`` (MC, or the only graph):
+    ``X-det.onnx``, ``X-int8.onnx``, ``X-det-int8.onnx``; an int8 path keeps its precision."""
     stem = path.name.removesuffix(".onnx")
-    if stem.endswith("-int8"):
-        twin = path.with_name(f"{stem.removesuffix('-int8')}-det-int8.onnx")
-    else:
-        twin = path.with_name(f"{stem}-det.onnx")
+    quantized = stem.endswith("-int8")
+    stem = stem.removesuffix("-int8") + ("-det" if det else "")
+    return path.with_name(f"{stem}{'-int8' if int8 or quantized else ''}.onnx")
+
+
+def deterministic_companion(path: Path) -> Path | None:
+    """The deterministic twin ugss-export writes beside an MC model, when it is there."""
+    twin = model_twin(path, det=True)
     return twin if twin.is_file() else None
 
 
