@@ -9,7 +9,7 @@ from nibabel import orientations as nio
 
 from ugss.errors import VolumeError
 from ugss.runtime import read_nifti, read_volume, write_nifti
-from ugss.runtime.volume import Volume
+from ugss.runtime.volume import Volume, canonicalize
 
 
 def _save_reoriented(volume: Volume, path, axcodes) -> None:
@@ -113,3 +113,50 @@ def test_corrupt_gzip_is_named(tmp_path, asym_volume):
     bad.write_bytes(data[:10] + bytes(b ^ 0xFF for b in data[10:40]) + data[40:])
     with pytest.raises(VolumeError, match="corrupt or truncated gzip"):
         read_nifti(bad)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("image_class", [nib.Nifti1Image, nib.Nifti2Image])
+def test_gzip_fast_path_reads_like_nibabel(tmp_path, asym_volume, suffix, image_class):
+    """Scaling, byte order, NIfTI-2 and a singleton 4th axis: the same HU as nibabel gives."""
+    stored = np.arange(32 * 24 * 5, dtype=np.int16).reshape(32, 24, 5, order="F") % 700
+    img = image_class(stored.astype(">i2")[..., None], asym_volume.affine)
+    img.header.set_slope_inter(0.5, -1024.0)
+    path = tmp_path / f"s{suffix}"
+    nib.save(img, str(path))
+    volume = read_nifti(path)
+    reference = nib.load(str(path))
+    expected, affine, _ = canonicalize(reference.get_fdata()[..., 0], reference.affine)
+    np.testing.assert_array_equal(volume.hu, expected)
+    np.testing.assert_array_equal(volume.affine, affine)
+
+
+def test_truncated_voxels_in_a_valid_gzip_are_refused(tmp_path, asym_volume):
+    import gzip
+
+    good = tmp_path / "good.nii.gz"
+    write_nifti(good, asym_volume.hu, like=asym_volume)
+    short = tmp_path / "short.nii.gz"
+    short.write_bytes(gzip.compress(gzip.decompress(good.read_bytes())[:-100]))
+    with pytest.raises(VolumeError, match="not a readable NIfTI"):
+        read_nifti(short)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+@pytest.mark.parametrize("layout", ["fortran", "c", "flipped"])
+def test_gzip_writer_is_byte_identical_to_nibabel(dtype, layout):
+    import gzip
+
+    from ugss.runtime.nifti import nifti_gz_bytes
+
+    data = np.random.default_rng(0).integers(0, 100, (20, 12, 7)).astype(dtype)
+    data = {"fortran": np.asfortranarray(data), "c": data, "flipped": data[::-1, :, ::-1]}[layout]
+    affine = np.diag([-0.5, -0.5, 3.0, 1.0])
+
+    def image():
+        img = nib.Nifti1Image(data, affine)
+        img.header.set_slope_inter(1 / 255 if dtype == np.uint8 else 1.0, 0.0)
+        img.set_sform(affine, code=1)
+        return img
+
+    assert gzip.decompress(nifti_gz_bytes(image())) == image().to_bytes()
