@@ -82,35 +82,46 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     return boxes[0], boxes[1], boxes[2]
 
 
-def label_components(mask: np.ndarray, connectivity: int = 3) -> tuple[np.ndarray, int, tuple]:
-    """Labels inside the mask's bounding box: ``(labels, count, box)``; empty mask → count 0."""
-    box = bounding_box(mask)
-    if box is None:
+def label_components(
+    mask: np.ndarray, connectivity: int = 3, box: tuple[slice, slice, slice] | None = None
+) -> tuple[np.ndarray, int, tuple]:
+    """Labels inside the mask's bounding box: ``(labels, count, box)``; empty mask → count 0.
+
+    ``box``: the bounding box when the caller already knows it (no pass over the whole mask).
+    """
+    box = bounding_box(mask) if box is None else box
+    if box is None or not mask[box].any():
         return np.zeros((0, 0, 0), dtype=np.int32), 0, (slice(0, 0),) * 3
     labels, count = ndimage.label(mask[box], structure=connectivity_structure(connectivity))
     return labels, int(count), box
 
 
 def remove_small_components(
-    mask: np.ndarray, voxel_ml: float, min_ml: float, connectivity: int = 3
+    mask: np.ndarray,
+    voxel_ml: float,
+    min_ml: float,
+    connectivity: int = 3,
+    *,
+    box: tuple[slice, slice, slice] | None = None,
+    in_place: bool = False,
 ) -> Cleaned:
     """Drop connected components smaller than ``min_ml`` millilitres; returns a new mask.
 
     The labels of the kept components come along, so describing them needs no second pass.
+    ``box``: the mask's bounding box if known; ``in_place``: clean ``mask`` itself (no copy).
     """
     if min_ml < 0:
         raise ConfigError(f"minimum component size must be >= 0 mL, got {min_ml}")
     mask = np.asarray(mask, dtype=bool)
-    labels, count, box = label_components(mask, connectivity)
+    labels, count, box = label_components(mask, connectivity, box)
+    out = mask if in_place else mask.copy()
     if count == 0:
-        return Cleaned(mask.copy(), labels, 0, box, 0, 0.0)
-    sizes = np.zeros(count + 1, dtype=np.int64)
-    sizes[1:] = _axis_counts(labels, 0, count).sum(axis=0)  # plane by plane: bounded memory
+        return Cleaned(out, labels, 0, box, 0, 0.0)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)  # a view of the labels: no copy
     keep = sizes * voxel_ml >= min_ml
     keep[0] = False
     removed = count - int(keep.sum())
     removed_ml = float(sizes[1:][~keep[1:]].sum() * voxel_ml)
-    out = mask.copy()
     if removed:
         lut = (np.cumsum(keep) * keep).astype(np.int32)  # kept ids renumbered 1..k, rest 0
         labels = lut[labels]
@@ -131,24 +142,8 @@ def head_midline_x(hu: np.ndarray) -> float:
     return float((cols * x).sum() / cols.sum())
 
 
-def _axis_counts(labels: np.ndarray, axis: int, count: int) -> np.ndarray:
-    """``(length of axis, count)``: voxels of each label (1..count) in each plane along ``axis``."""
-    planes = np.moveaxis(labels, axis, 0)
-    return np.stack([np.bincount(p.ravel(), minlength=count + 1)[1:] for p in planes])
-
-
-def _label_sums(labels: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
-    """Sum of ``values`` over each label 1..count, slice by slice (no volume-sized temporaries)."""
-    total = np.zeros(count + 1, dtype=np.float64)
-    for lab, val in zip(labels, values, strict=True):
-        total += np.bincount(lab.ravel(), weights=val.ravel(), minlength=count + 1)
-    return total[1:]
-
-
-def _centroids(tables: list[np.ndarray], box: tuple[slice, ...], sizes: np.ndarray) -> np.ndarray:
-    """``(count, 3)`` voxel centroids (z, y, x) on the full grid from the per-axis tables."""
-    coords = [np.arange(b.start, b.stop, dtype=np.float64) for b in box]
-    return np.stack([c @ t for c, t in zip(coords, tables, strict=True)], axis=1) / sizes[:, None]
+def _mean(values: np.ndarray, inside: np.ndarray) -> float:
+    return float(np.sum(values, where=inside, dtype=np.float64) / np.count_nonzero(inside))
 
 
 def describe_components(
@@ -160,10 +155,12 @@ def describe_components(
     midline_x: float,
     connectivity: int = 3,
     cleaned: Cleaned | None = None,
+    map_unit: float = 1.0,
 ) -> tuple[Component, ...]:
     """Volume, slice range, side, centroid and mean uncertainty of each component, largest first.
 
-    ``cleaned`` (from ``remove_small_components`` on this mask) reuses its labels.
+    ``cleaned`` (from ``remove_small_components`` on this mask) reuses its labels. ``map_unit``:
+    the value of one unit of ``prob`` / ``entropy`` (1/255 for uint8 maps).
     """
     if cleaned is not None:
         labels, count, box = cleaned.labels, cleaned.count, cleaned.box
@@ -171,30 +168,35 @@ def describe_components(
         labels, count, box = label_components(mask, connectivity)
     if count == 0:
         return ()
-    # per-axis voxel counts of every label: sizes, centroids, slice ranges and sides from them
-    tables = [_axis_counts(labels, axis, count) for axis in range(3)]
-    sizes = tables[0].sum(axis=0)
-    centroids = _centroids(tables, box, sizes)
-    mean_prob = _label_sums(labels, prob[box], count) / sizes
-    mean_unc = _label_sums(labels, entropy[box], count) / sizes if entropy is not None else None
-    cols = np.arange(box[2].start, box[2].stop)
-    left = tables[2][cols > midline_x].sum(axis=0)
     comps = []
-    for i in range(count):
-        zs = np.flatnonzero(tables[0][:, i]) + box[0].start
-        z, y, x = centroids[i]
+    # each component inside its own bounding box: a few passes over a small crop
+    for i, crop in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
+        where = tuple(
+            slice(b.start + c.start, b.start + c.stop) for b, c in zip(box, crop, strict=True)
+        )
+        inside = labels[crop] == i
+        per_zy = inside.sum(axis=2, dtype=np.int64)
+        per_z, per_y = per_zy.sum(axis=1), per_zy.sum(axis=0)
+        per_x = inside.sum(axis=(0, 1), dtype=np.int64)
+        voxels = int(per_z.sum())
+        z, y, x = (
+            float(np.arange(w.start, w.stop) @ counts) / voxels
+            for w, counts in zip(where, (per_z, per_y, per_x), strict=True)
+        )
         ras = volume.affine @ np.array([x, y, z, 1.0])
-        frac = float(left[i] / sizes[i])
+        frac = float(per_x[np.arange(where[2].start, where[2].stop) > midline_x].sum() / voxels)
         side = (
             "left" if frac >= SIDE_FRACTION else "right" if frac <= 1 - SIDE_FRACTION else "midline"
         )
+        mean_prob = _mean(prob[where], inside) * map_unit
+        mean_unc = None if entropy is None else _mean(entropy[where], inside) * map_unit
         comps.append(
             Component(
                 index=0,
-                voxels=int(sizes[i]),
-                volume_ml=float(sizes[i]) * volume.voxel_volume_ml,
-                slice_first=int(zs[0]),
-                slice_last=int(zs[-1]),
+                voxels=voxels,
+                volume_ml=voxels * volume.voxel_volume_ml,
+                slice_first=where[0].start,  # a connected region spans consecutive slices
+                slice_last=where[0].stop - 1,
                 centroid_ras_mm=(
                     round(float(ras[0]), 2),
                     round(float(ras[1]), 2),
@@ -202,8 +204,8 @@ def describe_components(
                 ),
                 side=side,
                 left_fraction=round(frac, 4),
-                mean_prob=float(mean_prob[i]),
-                mean_uncertainty_bits=None if mean_unc is None else float(mean_unc[i]),
+                mean_prob=mean_prob,
+                mean_uncertainty_bits=mean_unc,
             )
         )
     comps.sort(key=lambda c: -c.voxels)
