@@ -91,8 +91,8 @@ def test_no_hemorrhage_no_mesh(tmp_path):
     volume, _ = om.phantom_volume(shape=(6, 64, 64), bleed=False)
     empty = Segmentation(
         mask=np.zeros(volume.shape, bool),
-        prob=np.zeros(volume.shape, np.float32),
-        entropy=None,
+        prob_q=np.zeros(volume.shape, np.uint8),
+        entropy_q=None,
         volume_ml=0.0,
         interval_ml=None,
         sample_volumes_ml=None,

@@ -25,6 +25,7 @@ from ugss.runtime.io import read_volume
 from ugss.runtime.nifti import is_nifti_path, write_nifti
 from ugss.runtime.report import ScanReport, build_report
 from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_ML, Segmentation, segment_volume
+from ugss.runtime.unit_map import MAP_UNIT, quantized
 from ugss.runtime.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -142,34 +143,35 @@ def unique_names(paths: list[Path]) -> list[str]:
 def write_unit_map(path: Path, data: np.ndarray, like: Volume) -> Path:
     """A map in [0, 1] as uint8 with ``scl_slope`` 1/255, on ``like``'s source grid.
 
-    Readers that apply the NIfTI scaling (nibabel, ITK, 3D Slicer) get values in [0, 1] back to
-    within 0.002; the file is ~10x smaller and ~8x faster to gzip than float32. At the default
-    threshold 0.5 the stored map thresholds exactly like the float map (0.5·255 falls between
-    two codes).
+    ``data``: uint8 steps (``ugss.runtime.unit_map``, as ``Segmentation`` holds them) or floats,
+    quantised here. Readers that apply the NIfTI scaling (nibabel, ITK, 3D Slicer) get values in
+    [0, 1] back to within 0.002; the file is ~10x smaller and ~8x faster to gzip than float32.
     """
-    q = np.empty(data.shape, dtype=np.uint8)
-    for z in range(0, data.shape[0], 32):  # bounded temporaries for long scans
-        part = np.clip(data[z : z + 32], 0.0, 1.0)
-        part *= 255.0
-        np.rint(part, out=part)
-        q[z : z + 32] = part
-    return write_nifti(path, q, like, slope=1.0 / 255.0)
+    steps = data if data.dtype == np.uint8 else quantized(data)
+    return write_nifti(path, steps, like, slope=MAP_UNIT)
 
 
 def write_outputs(volume: Volume, seg: Segmentation, out_dir: Path, name: str) -> dict[str, Path]:
-    """Mask (uint8 0/1), probability and uncertainty maps, gzipped in parallel threads."""
+    """Mask (uint8 0/1), probability and uncertainty maps as gzipped NIfTI.
+
+    The largest (the uncertainty map, or else the probability map) is written here while one
+    helper thread writes the others: gzip releases the GIL, so the two cores share the work.
+    """
     jobs = {
         "mask": lambda: write_nifti(out_dir / f"{name}_mask.nii.gz", seg.mask, like=volume),
-        "prob": lambda: write_unit_map(out_dir / f"{name}_prob.nii.gz", seg.prob, volume),
+        "prob": lambda: write_unit_map(out_dir / f"{name}_prob.nii.gz", seg.prob_q, volume),
     }
-    if seg.entropy is not None:
-        entropy = seg.entropy
+    if seg.entropy_q is not None:
+        entropy = seg.entropy_q
         jobs["uncertainty"] = lambda: write_unit_map(
             out_dir / f"{name}_uncertainty.nii.gz", entropy, volume
         )
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # zlib releases the GIL
-        futures = {key: pool.submit(job) for key, job in jobs.items()}
-        return {key: f.result() for key, f in futures.items()}
+    largest = "uncertainty" if "uncertainty" in jobs else "prob"
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        futures = {key: helper.submit(job) for key, job in jobs.items() if key != largest}
+        written = {largest: jobs[largest]()}
+        written.update((key, f.result()) for key, f in futures.items())
+    return {key: written[key] for key in jobs}
 
 
 def process_scan(

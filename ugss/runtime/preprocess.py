@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from ugss.errors import ConfigError
+from ugss.runtime.resize import resize_plane, touched
 
 AIR_HU = -1024.0
 
@@ -79,87 +79,6 @@ def apply_windows(hu: np.ndarray, windows: Sequence[Window] = DEFAULT_WINDOWS) -
     return out
 
 
-@lru_cache(maxsize=64)
-def _resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights ``(n_out, taps)`` for resizing one axis.
-
-    Shrinking averages the covered source pixels by their overlap (area); enlarging interpolates
-    linearly between pixel centres (half-pixel convention), clamped at the borders.
-    """
-    scale = n_in / n_out
-    if scale > 1.0:
-        taps = int(np.ceil(scale)) + 1
-        idx = np.zeros((n_out, taps), dtype=np.intp)
-        wts = np.zeros((n_out, taps), dtype=np.float32)
-        for o in range(n_out):
-            start, end = o * scale, (o + 1) * scale
-            first = int(np.floor(start))
-            for t in range(taps):
-                p = first + t
-                overlap = min(end, p + 1) - max(start, p)
-                if p < n_in and overlap > 0:
-                    idx[o, t] = p
-                    wts[o, t] = overlap / scale
-        return idx, wts
-    src = (np.arange(n_out) + 0.5) * scale - 0.5
-    src = np.clip(src, 0.0, n_in - 1)
-    i0 = np.floor(src).astype(np.intp)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = (src - i0).astype(np.float32)
-    return np.stack([i0, i1], axis=1), np.stack([1.0 - w1, w1], axis=1).astype(np.float32)
-
-
-def resize_plane(
-    x: np.ndarray,
-    height: int,
-    width: int,
-    rows: slice | None = None,
-    cols: slice | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """Resize the last two axes of ``x`` to ``(height, width)`` (float32).
-
-    Columns first, then rows; each axis is a sum over a few taps gathered with ``np.take``
-    and accumulated in place (4x faster than one fancy-indexed gather and einsum).
-    ``rows`` / ``cols`` compute only that window of the resized plane (the same values);
-    ``out`` (any float32 view of the result's shape) receives the result without a copy.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    for axis, n_out, part in ((-1, width, cols), (-2, height, rows)):
-        if x.shape[axis] == n_out:
-            if part is not None:
-                x = x[..., part, :] if axis == -2 else x[..., part]
-            continue
-        idx, wts = _resize_taps(x.shape[axis], n_out)
-        if part is not None:
-            idx, wts = idx[part], wts[part]
-        shape = [1] * x.ndim
-        shape[axis] = len(idx)
-        last = axis == -2 and out is not None
-        acc = np.multiply(
-            np.take(x, idx[:, 0], axis=axis), wts[:, 0].reshape(shape), out=out if last else None
-        )
-        for t in range(1, idx.shape[1]):
-            term = np.take(x, idx[:, t], axis=axis)
-            term *= wts[:, t].reshape(shape)
-            acc += term
-        x = acc
-    if out is None:
-        return np.ascontiguousarray(x, dtype=np.float32)
-    if x is not out:
-        out[...] = x
-    return out
-
-
-def _touched(n_in: int, n_out: int, first: int, last: int) -> tuple[int, int]:
-    """Output range ``[lo, hi)`` whose resize taps read any input in ``[first, last]``."""
-    if n_in == n_out:
-        return first, last + 1
-    idx, wts = _resize_taps(n_in, n_out)
-    hit = np.flatnonzero(((idx >= first) & (idx <= last) & (wts > 0)).any(axis=1))
-    return int(hit[0]), int(hit[-1]) + 1
-
-
 @dataclass(frozen=True)
 class PlaneTransform:
     """Maps a native ``(H, W)`` slice plane to the model's square input and back.
@@ -188,13 +107,25 @@ class PlaneTransform:
         return ((self.side - self.height) // 2, (self.side - self.width) // 2)
 
     def forward(self, plane: np.ndarray, fill: float = AIR_HU) -> np.ndarray:
-        """``(..., H, W)`` → ``(..., size, size)``."""
+        """``(..., H, W)`` → ``(..., size, size)``, one plane at a time: the temporaries of a
+        plane stay in cache (a slab of 512² planes 1.8x faster than resizing it as one block).
+        """
+        plane = np.asarray(plane, dtype=np.float32)
+        lead = plane.shape[:-2]
+        out = np.empty((*lead, self.size, self.size), dtype=np.float32)
+        planes = plane.reshape(-1, self.height, self.width)
+        flat_out = out.reshape(-1, self.size, self.size)
         top, left = self.pad
+        padded = None
         if self.side != self.height or self.side != self.width:
-            padded = np.full((*plane.shape[:-2], self.side, self.side), fill, dtype=np.float32)
-            padded[..., top : top + self.height, left : left + self.width] = plane
-            plane = padded
-        return resize_plane(plane, self.size, self.size)
+            padded = np.full((self.side, self.side), fill, dtype=np.float32)
+        for k in range(planes.shape[0]):
+            source = planes[k]
+            if padded is not None:
+                padded[top : top + self.height, left : left + self.width] = source
+                source = padded
+            resize_plane(source, self.size, self.size, out=flat_out[k])
+        return out
 
     def inverse(self, model_plane: np.ndarray) -> np.ndarray:
         """``(..., size, size)`` → ``(..., H, W)`` on the native grid."""
@@ -209,43 +140,40 @@ class PlaneTransform:
         pixels below ``floor`` is itself below ``floor``. None when nothing reaches ``floor``.
         """
         flat = np.asarray(model_plane).reshape(-1, self.size, self.size)
-        active = (flat >= floor).any(axis=0)
+        return self.window_of((flat >= floor).any(axis=0))
+
+    def window_of(self, active: np.ndarray) -> tuple[slice, slice] | None:
+        """Native ``(rows, cols)`` window of every pixel whose resize taps read an ``active``
+        model pixel (``(size, size)`` bool); None when none is active.
+        """
         hit_rows, hit_cols = np.flatnonzero(active.any(axis=1)), np.flatnonzero(active.any(axis=0))
         if hit_rows.size == 0:
             return None
         top, left = self.pad
-        r0, r1 = _touched(self.size, self.side, int(hit_rows[0]), int(hit_rows[-1]))
-        c0, c1 = _touched(self.size, self.side, int(hit_cols[0]), int(hit_cols[-1]))
+        r0, r1 = touched(self.size, self.side, int(hit_rows[0]), int(hit_rows[-1]))
+        c0, c1 = touched(self.size, self.side, int(hit_cols[0]), int(hit_cols[-1]))
         r0, r1 = max(r0, top), min(r1, top + self.height)
         c0, c1 = max(c0, left), min(c1, left + self.width)
         if r0 >= r1 or c0 >= c1:
             return None
         return slice(r0 - top, r1 - top), slice(c0 - left, c1 - left)
 
-    def inverse_into(
-        self,
-        model_plane: np.ndarray,
-        out: np.ndarray,
-        window: tuple[slice, slice] | None,
-        zeroed: bool = False,
-    ) -> None:
-        """``inverse`` written into ``out`` (``(..., H, W)``), computed only inside ``window``
-        (from ``support``) and zero elsewhere: outputs of a small lesion cost a small window.
-        ``zeroed``: ``out`` already holds zeros (e.g. from ``np.zeros``), left as they are.
+    def inverse_window(
+        self, model_plane: np.ndarray, window: tuple[slice, slice], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``inverse(model_plane)[..., rows, cols]`` for a native ``window`` (from ``support``),
+        computed only there: outputs of a small lesion cost a small window. ``out`` (float32,
+        the window's shape) receives it without a copy.
         """
-        if not zeroed:
-            out[...] = 0.0
-        if window is None:
-            return
         top, left = self.pad
         rows, cols = window
-        resize_plane(
+        return resize_plane(
             model_plane,
             self.side,
             self.side,
             rows=slice(rows.start + top, rows.stop + top),
             cols=slice(cols.start + left, cols.stop + left),
-            out=out[..., rows, cols],
+            out=out,
         )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ugss.runtime.postprocess import HEAD_HU, bounding_box
 from ugss.runtime.segment import Segmentation
+from ugss.runtime.unit_map import dequantized
 from ugss.runtime.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
     cols = min(len(slices), MONTAGE_COLUMNS)
     blocks = -(-len(slices) // cols)
     fig = _figure(1.8 * cols + 0.9, 3.6 * blocks + 0.4)
-    second = seg.entropy if seg.entropy is not None else seg.prob
-    second_label = "uncertainty (bits)" if seg.entropy is not None else "probability"
+    second = seg.entropy_q if seg.entropy_q is not None else seg.prob_q
+    second_label = "uncertainty (bits)" if seg.entropy_q is not None else "probability"
     step = max(1, max(volume.shape[1:]) // 256)  # a panel is ~180 px wide: no need for more
     sy, sx = volume.spacing[1] * step, volume.spacing[2] * step
     image = None
@@ -79,7 +80,7 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
             ax = fig.add_subplot(2 * blocks, cols, (2 * block + row) * cols + col + 1)
             ax.imshow(gray, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
             if row == 1:
-                over = np.ma.masked_less(second[z, ::step, ::step], 0.02)
+                over = np.ma.masked_less(dequantized(second[z, ::step, ::step]), 0.02)
                 image = ax.imshow(
                     over,
                     cmap="inferno",

@@ -19,7 +19,8 @@ import ugss
 from ugss.runtime.engines import Engine
 from ugss.runtime.postprocess import HEAD_HU, Component
 from ugss.runtime.preprocess import windows_to_str
-from ugss.runtime.segment import INTERVAL_METHOD, Segmentation
+from ugss.runtime.segment import INTERVAL_METHOD, Segmentation, ct_sample
+from ugss.runtime.unit_map import steps_at_least
 from ugss.runtime.volume import Volume
 
 DISCLAIMER = "Research software: not a medical device, not for clinical use."
@@ -212,18 +213,19 @@ def qc_flags(
 
 
 def _intensity_stats(hu: np.ndarray) -> dict[str, float]:
-    flat = hu.reshape(-1)
-    sample = flat[:: max(1, flat.size // 200_000)]
+    sample = ct_sample(hu)
     return {"bone": float(np.mean(sample > 300)), "air": float(np.mean(sample < -500))}
 
 
 def uncertainty_summary(volume: Volume, seg: Segmentation) -> tuple[float | None, float | None]:
     """Mean entropy inside the mask (bits) and the volume of uncertain voxels (mL)."""
-    if seg.entropy is None:
+    if seg.entropy_q is None:
         return None, None
-    mean = float(seg.entropy[seg.mask].mean()) if seg.mask.any() else 0.0
-    uncertain = float(np.count_nonzero(seg.entropy >= UNCERTAIN_BITS)) * volume.voxel_volume_ml
-    return mean, uncertain
+    voxels = sum(c.voxels for c in seg.components)
+    weighted = sum(c.voxels * (c.mean_uncertainty_bits or 0.0) for c in seg.components)
+    mean = weighted / voxels if voxels else 0.0  # the components tile the mask
+    uncertain = np.count_nonzero(seg.entropy_q >= steps_at_least(UNCERTAIN_BITS))
+    return mean, float(uncertain) * volume.voxel_volume_ml
 
 
 def build_report(

@@ -1,11 +1,13 @@
 """Segment one CT volume with an engine: slabs → shared preprocessing → model → native grid.
 
 The volume is processed in slabs of ``batch_size`` slices, so memory is bounded by the
-slab, not the scan. Outputs go back onto the native grid with ``PlaneTransform.inverse`` (the
-shared preprocessing, never a copy of it), the mask is ``prob ≥ threshold`` on that grid, and
-specks below ``min_component_ml`` are removed. Each slice of each map is resampled only
-inside the window where the model's map reaches ``SUPPORT_FLOOR`` (values below it are stored
-as 0 anyway): a scan without findings costs almost nothing here. The volume is the paper's
+slab, not the scan. Outputs go back onto the native grid with ``PlaneTransform.inverse_window``
+(the shared preprocessing, never a copy of it) one slice at a time: the mask is
+``prob ≥ threshold`` on that grid, computed from the float values, and the maps are kept as
+uint8 steps of 1/255 (``ugss.runtime.unit_map``), the precision of the written files. Each slice
+of each map is resampled only inside the window where the model's map reaches
+``SUPPORT_FLOOR`` (values below it are stored as 0 anyway): a scan without findings costs almost
+nothing here. Specks below ``min_component_ml`` are then removed. The volume is the paper's
 eq. 12 on the final mask: voxel count × voxel volume, exactly what the written mask gives.
 
 MC volume interval. The MC graph returns, per slice and sample, the number of foreground
@@ -34,6 +36,7 @@ from ugss.runtime.postprocess import (
     remove_small_components,
 )
 from ugss.runtime.preprocess import PlaneTransform, iter_slabs, preprocess_slices
+from ugss.runtime.unit_map import MAP_STEPS, MAP_UNIT, dequantized, quantize_unit
 from ugss.runtime.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,8 @@ class Segmentation:
     """A segmented scan on the native canonical grid of its ``Volume``."""
 
     mask: np.ndarray  # (z, y, x) bool, after speck removal
-    prob: np.ndarray  # (z, y, x) float32
-    entropy: np.ndarray | None  # (z, y, x) float32 bits, MC only
+    prob_q: np.ndarray  # (z, y, x) uint8: probability in steps of 1/255, as the map file holds
+    entropy_q: np.ndarray | None  # (z, y, x) uint8: MC entropy in steps of 1/255 bit; MC only
     volume_ml: float
     interval_ml: tuple[float, float] | None
     sample_volumes_ml: tuple[float, ...] | None
@@ -82,17 +85,33 @@ class Segmentation:
 
     @property
     def is_mc(self) -> bool:
-        return self.entropy is not None
+        return self.entropy_q is not None
+
+    @property
+    def prob(self) -> np.ndarray:
+        """Probability as float32 (a new array; the values of ``prob_q``)."""
+        return dequantized(self.prob_q)
+
+    @property
+    def entropy(self) -> np.ndarray | None:
+        """MC entropy in bits as float32 (a new array), None without MC."""
+        return None if self.entropy_q is None else dequantized(self.entropy_q)
 
 
 # Intensity sanity: a CT in HU has air (≈ −1000) and soft tissue (≈ 0–100) somewhere.
 _CT_SAMPLE = 200_000
 
 
+def ct_sample(hu: np.ndarray, size: int = _CT_SAMPLE) -> np.ndarray:
+    """About ``size`` evenly spread voxels, copied once (every test on a strided view of the
+    volume would pull its cache lines through memory again)."""
+    flat = hu.reshape(-1)
+    return np.ascontiguousarray(flat[:: max(1, flat.size // size)])
+
+
 def check_ct_intensities(volume: Volume) -> dict[str, float]:
     """Refuse images that cannot be CT in HU (MR, raw stored values, masks); returns the stats."""
-    flat = volume.hu.reshape(-1)
-    sample = flat[:: max(1, flat.size // _CT_SAMPLE)]
+    sample = ct_sample(volume.hu)
     stats = {
         "air_fraction": float(np.mean(sample < -500)),
         "soft_tissue_fraction": float(np.mean((sample > -100) & (sample < 150))),
@@ -143,8 +162,12 @@ def segment_volume(
     transform = PlaneTransform(h, w, info.input_size)
     engine.reseed(seed)
     floor = min(SUPPORT_FLOOR, thr)
-    prob = np.zeros(volume.shape, dtype=np.float32)  # calloc: untouched pages cost nothing
-    entropy = np.zeros(volume.shape, dtype=np.float32) if mc else None
+    # calloc'd zeros: pages outside every window are never touched
+    raw_mask = np.zeros(volume.shape, dtype=bool)
+    prob_q = np.zeros(volume.shape, dtype=np.uint8)
+    entropy_q = np.zeros(volume.shape, dtype=np.uint8) if mc else None
+    scratch = np.empty(h * w, dtype=np.float32)  # one slice's window at a time: stays in cache
+    extent = _Extent()
     sample_counts = np.zeros(max(info.mc_samples, 1), dtype=np.float64)
     mean_mask_pixels = 0
     t = {"preprocess": 0.0, "model": 0.0, "resample": 0.0, "postprocess": 0.0}
@@ -155,27 +178,40 @@ def segment_volume(
         t1 = time.perf_counter()
         out = engine.run(batch)
         t2 = time.perf_counter()
-        maps = [(out.prob, prob)]
-        if entropy is not None and out.entropy is not None:
-            maps.append((out.entropy, entropy))
+        if entropy_q is not None and out.entropy is not None:
             if out.sample_counts is not None:
                 sample_counts += out.sample_counts.sum(axis=0, dtype=np.float64)
             mean_mask_pixels += int(np.count_nonzero(out.prob >= thr))
         for k, z_index in enumerate(range(slab.start, slab.stop)):
-            for model_map, native in maps:  # slice by slice: cache-sized, 2x faster than a block
-                window = transform.support(model_map[k], floor=floor)
-                transform.inverse_into(model_map[k], native[z_index], window, zeroed=True)
+            window = transform.support(out.prob[k], floor=floor)
+            if window is not None:
+                values = _window_values(transform, out.prob[k], window, scratch)
+                hit = values >= thr
+                if extent.add(z_index, window, hit):
+                    raw_mask[z_index][window] = hit
+                quantize_unit(values, prob_q[z_index][window])
+            if entropy_q is not None and out.entropy is not None:
+                _resample_steps(transform, out.entropy[k], entropy_q[z_index], scratch)
         t["preprocess"] += t1 - t0
         t["model"] += t2 - t1
         t["resample"] += time.perf_counter() - t2
     t0 = time.perf_counter()
     voxel_ml = volume.voxel_volume_ml
-    cleaned = remove_small_components(prob >= thr, voxel_ml, min_component_ml, connectivity)
+    cleaned = remove_small_components(
+        raw_mask, voxel_ml, min_component_ml, connectivity, box=extent.box, in_place=True
+    )
     mask = cleaned.mask
-    volume_ml = float(np.count_nonzero(mask)) * voxel_ml
+    volume_ml = float(np.count_nonzero(mask[cleaned.box])) * voxel_ml
     midline = head_midline_x(volume.hu)
     components = describe_components(
-        mask, volume, prob, entropy, midline_x=midline, connectivity=connectivity, cleaned=cleaned
+        mask,
+        volume,
+        prob_q,
+        entropy_q,
+        midline_x=midline,
+        connectivity=connectivity,
+        cleaned=cleaned,
+        map_unit=MAP_UNIT,
     )
     interval, samples = None, None
     if mc:
@@ -194,8 +230,8 @@ def segment_volume(
     )
     return Segmentation(
         mask=mask,
-        prob=prob,
-        entropy=entropy if mc else None,
+        prob_q=prob_q,
+        entropy_q=entropy_q,
         volume_ml=volume_ml,
         interval_ml=interval,
         sample_volumes_ml=samples,
@@ -208,3 +244,61 @@ def segment_volume(
         batch_size=bs,
         timings=t,
     )
+
+
+def _window_values(
+    transform: PlaneTransform, model_plane: np.ndarray, window: tuple[slice, slice], scratch
+) -> np.ndarray:
+    """The native values of one model plane inside ``window``, in (a view of) ``scratch``."""
+    rows, cols = window
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    view = scratch[: shape[0] * shape[1]].reshape(shape)
+    return transform.inverse_window(model_plane, window, out=view)
+
+
+def _resample_steps(
+    transform: PlaneTransform, model_plane: np.ndarray, native: np.ndarray, scratch: np.ndarray
+) -> None:
+    """``native`` (uint8 steps, zeros) ← the resampled plane, exact at the stored precision.
+
+    Most of an uncertainty map sits in one step (air: ~0.004 bit, stored as 1). A native pixel
+    whose taps all read model pixels in that step lies in it too (a convex combination stays in
+    the interval), so only the window around the other steps is resampled; the rest is filled.
+    """
+    steps = quantize_unit(
+        np.array(model_plane, dtype=np.float32), np.empty(model_plane.shape, np.uint8)
+    )
+    background = int(np.bincount(steps.ravel(), minlength=MAP_STEPS + 1).argmax())
+    if background:
+        native.fill(background)
+    window = transform.window_of(steps != background)
+    if window is not None:
+        values = _window_values(transform, model_plane, window, scratch)
+        quantize_unit(values, native[window])
+
+
+class _Extent:
+    """The bounding box of every slice's threshold hits, gathered while the slices go by."""
+
+    def __init__(self) -> None:
+        self.lo = [np.iinfo(np.int64).max] * 3
+        self.hi = [-1] * 3
+
+    def add(self, z_index: int, window: tuple[slice, slice], hit: np.ndarray) -> bool:
+        """Widen the box by ``hit`` (a boolean window at ``window`` of slice ``z_index``)."""
+        rows = np.flatnonzero(hit.any(axis=1))
+        if rows.size == 0:
+            return False
+        cols = np.flatnonzero(hit.any(axis=0))
+        first = (z_index, window[0].start + int(rows[0]), window[1].start + int(cols[0]))
+        last = (z_index, window[0].start + int(rows[-1]), window[1].start + int(cols[-1]))
+        self.lo = [min(a, b) for a, b in zip(self.lo, first, strict=True)]
+        self.hi = [max(a, b) for a, b in zip(self.hi, last, strict=True)]
+        return True
+
+    @property
+    def box(self) -> tuple[slice, slice, slice] | None:
+        """None when nothing reached the threshold."""
+        if self.hi[0] < 0:
+            return None
+        return tuple(slice(a, b + 1) for a, b in zip(self.lo, self.hi, strict=True))
