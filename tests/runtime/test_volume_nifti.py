@@ -160,3 +160,15 @@ def test_gzip_writer_is_byte_identical_to_nibabel(dtype, layout):
         return img
 
     assert gzip.decompress(nifti_gz_bytes(image())) == image().to_bytes()
+
+
+def test_gzip_of_several_members_reads_whole(tmp_path, asym_volume):
+    """``cat a.gz b.gz`` is valid gzip: the voxels split across members still all arrive."""
+    import gzip
+
+    whole = tmp_path / "whole.nii.gz"
+    write_nifti(whole, asym_volume.hu, like=asym_volume, dtype=np.int16)
+    raw = gzip.decompress(whole.read_bytes())
+    split = tmp_path / "split.nii.gz"
+    split.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    np.testing.assert_array_equal(read_nifti(split).hu, read_nifti(whole).hu)

@@ -45,7 +45,11 @@ def _from_gzip(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """A gzipped NIfTI inflated in one call by ISA-L (the slow part) and read without copies:
     ``(float32 data after the header's scaling, affine)``; None when it is not plain NIfTI.
     """
-    raw = fast_gzip.decompress(path.read_bytes())
+    packed = path.read_bytes()
+    # the trailer's ISIZE sizes the output buffer once (38 vs 53 ms for 34 x 512² int16, no
+    # regrowing); it is a hint only, and a file of several gzip members is redone below
+    size_hint = int.from_bytes(packed[-4:], "little") if len(packed) >= 18 else 0
+    raw = fast_zlib.decompress(packed, GZIP_WBITS, size_hint + 1)
     for order in ("<", ">"):
         cls = _NIFTI_CLASSES.get(int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]))
         if cls is not None and len(raw) >= 540:
@@ -56,9 +60,10 @@ def _from_gzip(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     dtype, shape = header.get_data_dtype(), header.get_data_shape()
     if dtype.kind not in "biuf":
         return None  # RGB, complex: nibabel says what it makes of them
-    stored = np.frombuffer(
-        raw, dtype=dtype, count=int(np.prod(shape)), offset=int(header.get_data_offset())
-    ).reshape(shape, order="F")
+    count, offset = int(np.prod(shape)), int(header.get_data_offset())
+    if len(raw) < offset + count * dtype.itemsize:  # more members follow the first one
+        raw = fast_gzip.decompress(packed)
+    stored = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
     data = stored.astype(np.float32)
     slope, inter = header.get_slope_inter()
     if slope is not None and (slope != 1.0 or (inter or 0.0) != 0.0):
