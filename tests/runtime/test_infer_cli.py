@@ -298,3 +298,21 @@ def test_benchmark_tiny_mode_runs(tmp_path):
         assert row["stages_s"]["model"] > 0 and row["end_to_end_no_pictures_s"] > 0
     assert result["environment"]["onnxruntime"]
     assert "model" in proc.stdout
+
+
+def test_crop_benchmark_tiny_mode_runs():
+    """benchmarks/bench_crop.py --tiny: full plane first, then one row per margin."""
+    import subprocess
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_crop.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--tiny", "--margins", "16"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[2:]]
+    assert rows[0][1] == "full" and rows[0][5] == "1.00x"
+    assert rows[1][0] == "16" and 0.0 < float(rows[1][2]) <= 1.0
