@@ -4,11 +4,13 @@ The volume is processed in slabs of ``batch_size`` slices, so memory is bounded 
 slab, not the scan. Outputs go back onto the native grid with ``PlaneTransform.inverse_window``
 (the shared preprocessing, never a copy of it) one slice at a time: the mask is
 ``prob ≥ threshold`` on that grid, computed from the float values, and the maps are kept as
-uint8 steps of 1/255 (``ugss.runtime.unit_map``), the precision of the written files. Each slice
-of each map is resampled only inside the window where the model's map reaches
+uint8 steps of 1/255 (``ugss.runtime.unit_map``), the precision of the written files. The
+probability of each slice is resampled only inside the window where the model's map reaches
 ``SUPPORT_FLOOR`` (values below it are stored as 0 anyway): a scan without findings costs almost
-nothing here. Specks below ``min_component_ml`` are then removed. The volume is the paper's
-eq. 12 on the final mask: voxel count × voxel volume, exactly what the written mask gives.
+nothing here. The uncertainty map is resampled only around the pixels outside its most common
+step, which fills the rest (``_resample_steps``). Specks below ``min_component_ml`` are then
+removed. The volume is the paper's eq. 12 on the final mask: voxel count × voxel volume, exactly
+what the written mask gives.
 
 MC volume interval. The MC graph returns, per slice and sample, the number of foreground
 pixels at model resolution. Summed over slices and scaled by the physical size of a model pixel,
