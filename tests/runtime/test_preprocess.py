@@ -85,7 +85,7 @@ def test_inverse_in_the_support_window_equals_the_full_inverse(h, w, size):
     prob[5, 5] = 0.001  # below the floor: not worth a window
     prob[90, 100] = 0.5  # a second spot widens the window
     for model_map in (prob, prob[None].repeat(2, axis=0)):  # one plane, or a stack of them
-        window = t.support(model_map, floor=0.002)
+        window = t.window_of((model_map >= 0.002).reshape(-1, size, size).any(axis=0))
         assert window is not None
         full = t.inverse(model_map)
         rows, cols = window
@@ -96,7 +96,7 @@ def test_inverse_in_the_support_window_equals_the_full_inverse(h, w, size):
         outside = np.ones((h, w), bool)
         outside[window] = False
         assert full[..., outside].max(initial=0) < 0.002
-    assert t.support(np.full((size, size), 0.001, np.float32), floor=0.002) is None
+    assert t.window_of(np.zeros((size, size), bool)) is None
 
 
 def test_resize_window_equals_the_crop_of_the_full_resize():

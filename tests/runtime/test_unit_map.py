@@ -34,3 +34,21 @@ def test_resampled_steps_equal_quantizing_the_full_resample():
         native = np.zeros(shape, np.uint8)
         _resample_steps(t, plane, native, np.empty(shape[0] * shape[1], np.float32))
         np.testing.assert_array_equal(native, quantized(t.inverse(plane)))
+
+
+def test_resampled_probability_gives_the_whole_mask_at_any_threshold():
+    """The window covers every model pixel at or above the threshold, even one below a step."""
+    t = PlaneTransform(300, 512, 160)
+    plane = np.zeros((160, 160), np.float32)
+    plane[70:80, 50:60] = 0.9  # a lesion
+    plane[20, 140] = 0.001  # stored as step 0, yet above a tiny threshold
+    full = t.inverse(plane)
+    for threshold in (0.5, 0.0005):
+        native = np.zeros((300, 512), np.uint8)
+        window, hit = _resample_steps(
+            t, plane, native, np.empty(300 * 512, np.float32), threshold=threshold
+        )
+        mask = np.zeros((300, 512), bool)
+        mask[window] = hit
+        np.testing.assert_array_equal(mask, full >= threshold)
+        np.testing.assert_array_equal(native, quantized(full))

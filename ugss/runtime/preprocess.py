@@ -133,15 +133,6 @@ class PlaneTransform:
         top, left = self.pad
         return np.ascontiguousarray(full[..., top : top + self.height, left : left + self.width])
 
-    def support(self, model_plane: np.ndarray, floor: float) -> tuple[slice, slice] | None:
-        """Native ``(rows, cols)`` window outside which ``inverse(model_plane)`` is below ``floor``.
-
-        Resizing is a convex combination of taps, so a native pixel whose taps all read model
-        pixels below ``floor`` is itself below ``floor``. None when nothing reaches ``floor``.
-        """
-        flat = np.asarray(model_plane).reshape(-1, self.size, self.size)
-        return self.window_of((flat >= floor).any(axis=0))
-
     def window_of(self, active: np.ndarray) -> tuple[slice, slice] | None:
         """Native ``(rows, cols)`` window of every pixel whose resize taps read an ``active``
         model pixel (``(size, size)`` bool); None when none is active.
@@ -161,9 +152,9 @@ class PlaneTransform:
     def inverse_window(
         self, model_plane: np.ndarray, window: tuple[slice, slice], out: np.ndarray | None = None
     ) -> np.ndarray:
-        """``inverse(model_plane)[..., rows, cols]`` for a native ``window`` (from ``support``),
+        """``inverse(model_plane)[..., rows, cols]`` for a native ``window`` (from ``window_of``),
         computed only there: outputs of a small lesion cost a small window. ``out`` (float32,
-        the window's shape) receives it without a copy.
+        the window's shape) receives it.
         """
         top, left = self.pad
         rows, cols = window

@@ -4,13 +4,12 @@ The volume is processed in slabs of ``batch_size`` slices, so memory is bounded 
 slab, not the scan. Outputs go back onto the native grid with ``PlaneTransform.inverse_window``
 (the shared preprocessing, never a copy of it) one slice at a time: the mask is
 ``prob ≥ threshold`` on that grid, computed from the float values, and the maps are kept as
-uint8 steps of 1/255 (``ugss.runtime.unit_map``), the precision of the written files. The
-probability of each slice is resampled only inside the window where the model's map reaches
-``SUPPORT_FLOOR`` (values below it are stored as 0 anyway): a scan without findings costs almost
-nothing here. The uncertainty map is resampled only around the pixels outside its most common
-step, which fills the rest (``_resample_steps``). Specks below ``min_component_ml`` are then
-removed. The volume is the paper's eq. 12 on the final mask: voxel count × voxel volume, exactly
-what the written mask gives.
+uint8 steps of 1/255 (``ugss.runtime.unit_map``), the precision of the written files. Each map
+of each slice is resampled only around the model pixels outside its most common step (and, for
+the probability, those at or above the threshold); the rest is filled with that step
+(``_resample_steps``). A scan without findings costs almost nothing here. Specks below
+``min_component_ml`` are then removed. The volume is the paper's eq. 12 on the final mask:
+voxel count × voxel volume, exactly what the written mask gives.
 
 MC volume interval. The MC graph returns, per slice and sample, the number of foreground
 pixels at model resolution. Summed over slices and scaled by the physical size of a model pixel,
@@ -45,9 +44,6 @@ log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 DEFAULT_MIN_COMPONENT_ML = 0.05
-# Maps are resampled to the native grid only inside the window where some model pixel reaches
-# this value and are exactly 0 elsewhere: what a reader of the stored maps (1/255 steps) sees.
-SUPPORT_FLOOR = 0.5 / 255.0
 # Default slab: model time per slice measured flat from 3 to 34 slices on CPU (within noise),
 # while memory grows with the slab (300 x 512² MC: 1.79 GiB peak at 19 slices).
 DEFAULT_SLAB = 8
@@ -163,7 +159,6 @@ def segment_volume(
     z, h, w = volume.shape
     transform = PlaneTransform(h, w, info.input_size)
     engine.reseed(seed)
-    floor = min(SUPPORT_FLOOR, thr)
     # calloc'd zeros: pages outside every window are never touched
     raw_mask = np.zeros(volume.shape, dtype=bool)
     prob_q = np.zeros(volume.shape, dtype=np.uint8)
@@ -185,13 +180,11 @@ def segment_volume(
                 sample_counts += out.sample_counts.sum(axis=0, dtype=np.float64)
             mean_mask_pixels += int(np.count_nonzero(out.prob >= thr))
         for k, z_index in enumerate(range(slab.start, slab.stop)):
-            window = transform.support(out.prob[k], floor=floor)
-            if window is not None:
-                values = _window_values(transform, out.prob[k], window, scratch)
-                hit = values >= thr
-                if extent.add(z_index, window, hit):
-                    raw_mask[z_index][window] = hit
-                quantize_unit(values, prob_q[z_index][window])
+            window, hit = _resample_steps(
+                transform, out.prob[k], prob_q[z_index], scratch, threshold=thr
+            )
+            if hit is not None and extent.add(z_index, window, hit):
+                raw_mask[z_index][window] = hit
             if entropy_q is not None and out.entropy is not None:
                 _resample_steps(transform, out.entropy[k], entropy_q[z_index], scratch)
         t["preprocess"] += t1 - t0
@@ -259,24 +252,37 @@ def _window_values(
 
 
 def _resample_steps(
-    transform: PlaneTransform, model_plane: np.ndarray, native: np.ndarray, scratch: np.ndarray
-) -> None:
+    transform: PlaneTransform,
+    model_plane: np.ndarray,
+    native: np.ndarray,
+    scratch: np.ndarray,
+    threshold: float | None = None,
+) -> tuple[tuple[slice, slice] | None, np.ndarray | None]:
     """``native`` (uint8 steps, zeros) ← the resampled plane, exact at the stored precision.
 
-    Most of an uncertainty map sits in one step (air: ~0.004 bit, stored as 1). A native pixel
-    whose taps all read model pixels in that step lies in it too (a convex combination stays in
-    the interval), so only the window around the other steps is resampled; the rest is filled.
+    Most of a map sits in one step (probability: 0; uncertainty in air: ~0.004 bit, step 1). A
+    native pixel whose taps all read model pixels in that step lies in it too (a convex
+    combination stays in the interval), so only the window around the other steps is resampled
+    and the rest is filled. With ``threshold`` the window also covers every model pixel at or
+    above it, so nothing outside reaches it. Returns the window and, with ``threshold``, its
+    pixels at or above it (from the float values).
     """
     steps = quantize_unit(
         np.array(model_plane, dtype=np.float32), np.empty(model_plane.shape, np.uint8)
     )
     background = int(np.bincount(steps.ravel(), minlength=MAP_STEPS + 1).argmax())
+    active = steps != background
+    if threshold is not None:
+        active |= model_plane >= threshold
     if background:
         native.fill(background)
-    window = transform.window_of(steps != background)
-    if window is not None:
-        values = _window_values(transform, model_plane, window, scratch)
-        quantize_unit(values, native[window])
+    window = transform.window_of(active)
+    if window is None:
+        return None, None
+    values = _window_values(transform, model_plane, window, scratch)
+    hit = values >= threshold if threshold is not None else None
+    quantize_unit(values, native[window])
+    return window, hit
 
 
 class _Extent:
