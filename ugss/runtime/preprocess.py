@@ -107,31 +107,17 @@ class PlaneTransform:
         return ((self.side - self.height) // 2, (self.side - self.width) // 2)
 
     def forward(self, plane: np.ndarray, fill: float = AIR_HU) -> np.ndarray:
-        """``(..., H, W)`` → ``(..., size, size)``, one plane at a time: the temporaries of a
-        plane stay in cache (a slab of 512² planes 1.8x faster than resizing it as one block).
-        """
-        plane = np.asarray(plane, dtype=np.float32)
-        lead = plane.shape[:-2]
-        out = np.empty((*lead, self.size, self.size), dtype=np.float32)
-        planes = plane.reshape(-1, self.height, self.width)
-        flat_out = out.reshape(-1, self.size, self.size)
+        """``(..., H, W)`` → ``(..., size, size)``."""
         top, left = self.pad
-        padded = None
         if self.side != self.height or self.side != self.width:
-            padded = np.full((self.side, self.side), fill, dtype=np.float32)
-        for k in range(planes.shape[0]):
-            source = planes[k]
-            if padded is not None:
-                padded[top : top + self.height, left : left + self.width] = source
-                source = padded
-            resize_plane(source, self.size, self.size, out=flat_out[k])
-        return out
+            padded = np.full((*plane.shape[:-2], self.side, self.side), fill, dtype=np.float32)
+            padded[..., top : top + self.height, left : left + self.width] = plane
+            plane = padded
+        return resize_plane(plane, self.size, self.size)
 
     def inverse(self, model_plane: np.ndarray) -> np.ndarray:
         """``(..., size, size)`` → ``(..., H, W)`` on the native grid."""
-        full = resize_plane(model_plane, self.side, self.side)
-        top, left = self.pad
-        return np.ascontiguousarray(full[..., top : top + self.height, left : left + self.width])
+        return self.inverse_window(model_plane, (slice(0, self.height), slice(0, self.width)))
 
     def window_of(self, active: np.ndarray) -> tuple[slice, slice] | None:
         """Native ``(rows, cols)`` window of every pixel whose resize taps read an ``active``

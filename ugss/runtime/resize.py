@@ -5,7 +5,7 @@ values (to float32 rounding):
 
 - **Polyphase blocks** when the map repeats: 512 → 160 is the same 5 × 16 block every 16 input
   pixels, 160 → 512 the same 16 × 7 block every 5. The axis is then one batched small matrix
-  product (BLAS), 3.6x faster than gathering taps for a 512² → 160² plane.
+  product (BLAS): a 512² → 160² plane in 0.105 ms against 0.33 ms by gathering taps.
 - **Taps** otherwise (sizes without a short period): ``np.take`` per tap, accumulated in place.
 """
 
