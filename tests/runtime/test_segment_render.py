@@ -86,7 +86,7 @@ def test_mesh_lands_on_the_scan_in_lps_and_encloses_the_mask(segmented, tmp_path
 
 
 def test_no_hemorrhage_no_mesh(tmp_path):
-    from ugss.runtime.segment import Segmentation
+    from ugss.runtime.segment import Segmentation, ct_intensity_stats
 
     volume, _ = om.phantom_volume(shape=(6, 64, 64), bleed=False)
     empty = Segmentation(
@@ -103,6 +103,7 @@ def test_no_hemorrhage_no_mesh(tmp_path):
         min_component_ml=0.05,
         midline_x=32.0,
         batch_size=4,
+        intensity=ct_intensity_stats(volume.hu),
     )
     written = render_all(volume, empty, tmp_path, "clean")
     assert set(written) == {"montage", "view3d"}

@@ -19,7 +19,7 @@ import ugss
 from ugss.runtime.engines import Engine
 from ugss.runtime.postprocess import HEAD_HU, Component
 from ugss.runtime.preprocess import windows_to_str
-from ugss.runtime.segment import INTERVAL_METHOD, Segmentation, ct_sample
+from ugss.runtime.segment import INTERVAL_METHOD, Segmentation
 from ugss.runtime.unit_map import steps_at_least
 from ugss.runtime.volume import Volume
 
@@ -187,16 +187,15 @@ def qc_flags(
                 "slice(s): the field of view may cut off part of the head",
             )
         )
-    stats = _intensity_stats(hu)
-    if stats["bone"] < 0.001 or stats["air"] > 0.97:
+    bone, air = seg.intensity["bone_fraction"], seg.intensity["air_fraction"]
+    if bone < 0.001 or air > 0.97:
         flags.append(
             QCFlag(
                 "non_ct_like_intensities",
-                f"little bone ({stats['bone']:.2%} > 300 HU) or "
-                f"mostly air ({stats['air']:.0%}): is this a head CT?",
+                f"little bone ({bone:.2%} > 300 HU) or mostly air ({air:.0%}): is this a head CT?",
             )
         )
-    mean_unc, uncertain_ml = uncertainty_summary(volume, seg)
+    mean_unc, uncertain_ml = uncertainty or uncertainty_summary(volume, seg)
     if (
         mean_unc is not None
         and uncertain_ml is not None
@@ -210,11 +209,6 @@ def qc_flags(
             )
         )
     return tuple(flags)
-
-
-def _intensity_stats(hu: np.ndarray) -> dict[str, float]:
-    sample = ct_sample(hu)
-    return {"bone": float(np.mean(sample > 300)), "air": float(np.mean(sample < -500))}
 
 
 def uncertainty_summary(volume: Volume, seg: Segmentation) -> tuple[float | None, float | None]:

@@ -71,6 +71,7 @@ class Segmentation:
     min_component_ml: float
     midline_x: float
     batch_size: int
+    intensity: dict[str, float]  # ct_intensity_stats of the scan, for the report's QC flags
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -100,24 +101,27 @@ class Segmentation:
 _CT_SAMPLE = 200_000
 
 
-def ct_sample(hu: np.ndarray, size: int = _CT_SAMPLE) -> np.ndarray:
-    """About ``size`` evenly spread voxels, copied once (every test on a strided view of the
-    volume would pull its cache lines through memory again)."""
+def ct_intensity_stats(hu: np.ndarray) -> dict[str, float]:
+    """Fractions of air, soft tissue, bone and implausibly dense voxels, from ~200 000 evenly
+    spread voxels copied once (each test on a strided view would pull the volume's cache lines
+    through memory again); ``finite`` is 1.0 when no sampled voxel is NaN or infinite."""
     flat = hu.reshape(-1)
-    return np.ascontiguousarray(flat[:: max(1, flat.size // size)])
-
-
-def check_ct_intensities(volume: Volume) -> dict[str, float]:
-    """Refuse images that cannot be CT in HU (MR, raw stored values, masks); returns the stats."""
-    sample = ct_sample(volume.hu)
-    stats = {
+    sample = np.ascontiguousarray(flat[:: max(1, flat.size // _CT_SAMPLE)])
+    return {
         "air_fraction": float(np.mean(sample < -500)),
         "soft_tissue_fraction": float(np.mean((sample > -100) & (sample < 150))),
         "bone_fraction": float(np.mean(sample > 300)),
         "very_high_fraction": float(np.mean(sample > 4000)),
+        "finite": float(np.isfinite(sample).all()),
     }
+
+
+def check_ct_intensities(volume: Volume, stats: dict[str, float] | None = None) -> dict[str, float]:
+    """Refuse images that cannot be CT in HU (MR, raw stored values, masks); returns the stats
+    (``ct_intensity_stats``, computed here unless given)."""
+    stats = ct_intensity_stats(volume.hu) if stats is None else stats
     where = volume.source.path
-    if not np.isfinite(sample).all():
+    if not stats["finite"]:
         raise VolumeError(f"{where}: image holds NaN or infinite values, not CT")
     if stats["air_fraction"] < 0.005 or stats["soft_tissue_fraction"] < 0.005:
         raise VolumeError(
@@ -150,8 +154,9 @@ def segment_volume(
     ``use_mc=False`` drops the MC outputs of an MC engine (deterministic report);
     ``threshold`` overrides the model's; ``seed`` restarts the engine's MC noise for this scan.
     """
+    intensity = ct_intensity_stats(volume.hu)
     if check_intensities:
-        check_ct_intensities(volume)
+        check_ct_intensities(volume, intensity)
     info = engine.info
     thr = info.threshold if threshold is None else float(threshold)
     mc = use_mc and info.kind == KIND_MC
@@ -237,6 +242,7 @@ def segment_volume(
         min_component_ml=float(min_component_ml),
         midline_x=midline,
         batch_size=bs,
+        intensity=intensity,
         timings=t,
     )
 
