@@ -51,8 +51,9 @@ def _from_gzip(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     size_hint = int.from_bytes(packed[-4:], "little") if len(packed) >= 18 else 0
     raw = fast_zlib.decompress(packed, GZIP_WBITS, size_hint + 1)
     for order in ("<", ">"):
-        cls = _NIFTI_CLASSES.get(int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]))
-        if cls is not None and len(raw) >= 540:
+        header_size = int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0])
+        cls = _NIFTI_CLASSES.get(header_size)
+        if cls is not None and len(raw) >= header_size:
             break
     else:
         return None
