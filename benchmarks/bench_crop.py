@@ -13,10 +13,9 @@ probability inside the crop and the model pixels whose mask flips.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from timing import median_s  # benchmarks/timing.py, beside this script
 
 STRIDE = 16
 HEAD_WINDOW_LOW = 0.0  # a windowed channel above 0: something denser than the window's floor
@@ -42,15 +41,6 @@ def model_prob(engine, x: np.ndarray, slab: int) -> np.ndarray:
     for start in range(0, x.shape[0], slab):
         parts.append(engine.run(np.ascontiguousarray(x[start : start + slab])).prob)
     return np.concatenate(parts)
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -80,7 +70,7 @@ def main() -> None:
         volume, _, _ = make_scan(seed, matrix=matrix, hemorrhage=kind, thin=False)
         x = preprocess_slices(volume.hu, size, engine.info.windows)
         full = model_prob(engine, x, DEFAULT_SLAB)
-        base = timed(lambda x=x: model_prob(engine, x, DEFAULT_SLAB), repeats)
+        base = median_s(lambda x=x: model_prob(engine, x, DEFAULT_SLAB), repeats, warmup=0)
         lesion = int(np.count_nonzero(full >= engine.info.threshold))
         print(
             f"{kind:18s} {'full':>6s} {f'{size}x{size}':>9s} {1.0:5.2f} {base:7.3f} "
@@ -90,7 +80,7 @@ def main() -> None:
             rows, cols = crop_box(x, margin)
             xc = np.ascontiguousarray(x[:, :, rows, cols])
             crop = model_prob(engine, xc, DEFAULT_SLAB)
-            t = timed(lambda xc=xc: model_prob(engine, xc, DEFAULT_SLAB), repeats)
+            t = median_s(lambda xc=xc: model_prob(engine, xc, DEFAULT_SLAB), repeats, warmup=0)
             inside = full[:, rows, cols]
             thr = engine.info.threshold
             flips = int(np.count_nonzero((inside >= thr) != (crop >= thr)))

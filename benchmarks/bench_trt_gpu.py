@@ -28,16 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from timing import median_s  # benchmarks/timing.py, beside this script
 
 from ugss.errors import UGSSError
 from ugss.runtime.engines import EngineOutput, OnnxEngine, TensorRTEngine, auto_batch_size
@@ -181,16 +179,6 @@ def diff(a: EngineOutput, b: EngineOutput) -> dict[str, float]:
         out["entropy"] = float(np.abs(a.entropy - b.entropy).max())
         out["sample_counts"] = float(np.abs(a.sample_counts - b.sample_counts).max())
     return out
-
-
-def median_s(fn: Callable[[], object], reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
