@@ -15,7 +15,6 @@ than ``MIN_AGREEMENT`` is refused rather than written.
 
 from __future__ import annotations
 
-import glob
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ import onnx
 import onnxruntime as ort
 
 from ugss.errors import InputError
+from ugss.evaluation import dice
 from ugss.runtime.model_info import INPUT_NAME, NOISE_INPUT_NAME, ModelInfo
-from ugss.runtime.nifti import NIFTI_SUFFIXES
 from ugss.runtime.preprocess import preprocess_slices
 
 MIN_AGREEMENT = 0.9  # Dice of int8 vs fp32 masks on the held-out calibration slices
@@ -64,23 +63,6 @@ class Agreement:
         )
 
 
-def _scan_paths(spec: str | Path) -> list[Path]:
-    text = str(spec)
-    if any(ch in text for ch in "*?["):
-        found = [Path(p) for p in sorted(glob.glob(text))]
-    else:
-        path = Path(text)
-        if not path.exists():
-            raise InputError(f"--calibration {path}: no such file or folder")
-        nifti = []
-        if path.is_dir():
-            nifti = sorted(p for p in path.iterdir() if p.name.lower().endswith(NIFTI_SUFFIXES))
-        found = nifti or [path]  # a file, or a folder holding one DICOM series
-    if not found:
-        raise InputError(f"--calibration {spec}: no scans found")
-    return found
-
-
 def _spread(slices: np.ndarray, n: int) -> np.ndarray:
     """At most ``n`` slices, evenly spread (calibration wants the whole range of anatomy)."""
     if len(slices) <= n:
@@ -94,11 +76,14 @@ def calibration_slices(
     """Model inputs for calibration from ``scans`` (files, folders, globs) or synthetic CT."""
     parts = []
     if scans:
-        from ugss.runtime.io import read_volume
+        from ugss.runtime.io import expand_inputs, read_volume
 
-        paths = [p for spec in scans for p in _scan_paths(spec)]
+        paths = expand_inputs([str(spec) for spec in scans])  # as ugss-infer finds scans
         for path in paths:
-            hu = read_volume(path).hu
+            try:
+                hu = read_volume(path).hu
+            except InputError as exc:
+                raise InputError(f"--calibration {exc}") from exc
             parts.append(preprocess_slices(hu, info.input_size, info.windows))
         source = f"{len(paths)} scan(s): " + ", ".join(p.name for p in paths[:3])
         source += ", …" if len(paths) > 3 else ""
@@ -178,6 +163,4 @@ def quantize_int8(src: Path, dst: Path, calibration: Calibration, threshold: flo
     feeds = _feeds(check, noise)
     ref, q = _probabilities(src, feeds), _probabilities(dst, feeds)
     a, b = ref >= threshold, q >= threshold
-    total = int(a.sum() + b.sum())
-    dice = 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
-    return Agreement(float(np.abs(ref - q).max()), dice, int(a.sum()), len(check))
+    return Agreement(float(np.abs(ref - q).max()), dice(a, b, empty=1.0), int(a.sum()), len(check))

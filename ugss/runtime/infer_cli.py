@@ -7,7 +7,6 @@ that of the worst failure (2 for bad input).
 
 from __future__ import annotations
 
-import glob
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,8 @@ import typer
 from ugss.cli_support import run_cli, setup_logging
 from ugss.errors import InputError, UGSSError
 from ugss.runtime.engines import Engine, open_engine
-from ugss.runtime.io import read_volume
-from ugss.runtime.nifti import is_nifti_path, write_nifti
+from ugss.runtime.io import expand_inputs, read_volume
+from ugss.runtime.nifti import write_nifti
 from ugss.runtime.report import ScanReport, build_report
 from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_ML, Segmentation, segment_volume
 from ugss.runtime.unit_map import MAP_UNIT, quantized
@@ -36,9 +35,6 @@ app = typer.Typer(
     "folders) and write mask, probability and uncertainty maps, a volume report and pictures. "
     "Research software, not for clinical use.",
 )
-
-_GLOB_CHARS = set("*?[")
-OUTPUT_SUFFIXES = ("_mask.nii.gz", "_prob.nii.gz", "_uncertainty.nii.gz")
 
 
 @dataclass(frozen=True)
@@ -56,63 +52,6 @@ class InferOptions:
 class RunResult:
     reports: list[ScanReport] = field(default_factory=list)
     failures: list[tuple[str, str, int]] = field(default_factory=list)  # (input, message, code)
-
-
-def _looks_like_dicom_folder(folder: Path, files: list[Path]) -> bool:
-    for f in files[:5]:
-        if f.suffix.lower() == ".dcm" or f.name == "DICOMDIR":
-            return True
-        try:
-            with open(f, "rb") as fh:
-                if fh.read(132)[128:132] == b"DICM":
-                    return True
-        except OSError:
-            continue
-    return False
-
-
-def _scan_folder(folder: Path) -> list[Path]:
-    """A folder → its NIfTI files, itself if it holds a DICOM series, and its subfolders' scans."""
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    files = [p for p in entries if p.is_file()]
-    # ugss-infer's own outputs are not scans: re-running on a folder must not pick them up
-    nifti = [p for p in files if is_nifti_path(p) and not p.name.endswith(OUTPUT_SUFFIXES)]
-    others = [
-        p
-        for p in files
-        if not is_nifti_path(p) and p.suffix not in (".json", ".md", ".png", ".ply")
-    ]
-    found: list[Path] = []
-    if others and _looks_like_dicom_folder(folder, others):
-        found.append(folder)
-    found += nifti
-    for sub in (p for p in entries if p.is_dir()):
-        found += _scan_folder(sub)
-    return found
-
-
-def expand_inputs(items: list[str]) -> list[Path]:
-    """NIfTI files, DICOM series folders, folders of many and glob patterns → scan paths.
-
-    A folder with nothing recognisable is kept as is, so reading it gives the precise error.
-    """
-    found: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found += _scan_folder(path) or [path]
-        elif not path.exists() and _GLOB_CHARS & set(item):
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                found.append(path)  # reported as "no such file"
-            for m in matches:
-                found += _scan_folder(Path(m)) if Path(m).is_dir() else [Path(m)]
-        else:
-            found.append(path)
-    unique: dict[Path, None] = {}
-    for p in found:
-        unique.setdefault(p, None)
-    return list(unique)
 
 
 def scan_name(path: Path) -> str:
