@@ -82,15 +82,10 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     return boxes[0], boxes[1], boxes[2]
 
 
-def label_components(
-    mask: np.ndarray, connectivity: int = 3, box: tuple[slice, slice, slice] | None = None
-) -> tuple[np.ndarray, int, tuple]:
-    """Labels inside the mask's bounding box: ``(labels, count, box)``; empty mask → count 0.
-
-    ``box``: the bounding box when the caller already knows it (no pass over the whole mask).
-    """
-    box = bounding_box(mask) if box is None else box
-    if box is None or not mask[box].any():
+def label_components(mask: np.ndarray, connectivity: int = 3) -> tuple[np.ndarray, int, tuple]:
+    """Labels inside the mask's bounding box: ``(labels, count, box)``; empty mask → count 0."""
+    box = bounding_box(mask)
+    if box is None:
         return np.zeros((0, 0, 0), dtype=np.int32), 0, (slice(0, 0),) * 3
     labels, count = ndimage.label(mask[box], structure=connectivity_structure(connectivity))
     return labels, int(count), box
@@ -102,18 +97,17 @@ def remove_small_components(
     min_ml: float,
     connectivity: int = 3,
     *,
-    box: tuple[slice, slice, slice] | None = None,
     in_place: bool = False,
 ) -> Cleaned:
     """Drop connected components smaller than ``min_ml`` millilitres; returns a new mask.
 
     The labels of the kept components come along, so describing them needs no second pass.
-    ``box``: the mask's bounding box if known; ``in_place``: clean ``mask`` itself (no copy).
+    ``in_place``: clean ``mask`` itself rather than a copy.
     """
     if min_ml < 0:
         raise ConfigError(f"minimum component size must be >= 0 mL, got {min_ml}")
     mask = np.asarray(mask, dtype=bool)
-    labels, count, box = label_components(mask, connectivity, box)
+    labels, count, box = label_components(mask, connectivity)
     out = mask if in_place else mask.copy()
     if count == 0:
         return Cleaned(out, labels, 0, box, 0, 0.0)

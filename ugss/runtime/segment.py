@@ -169,7 +169,6 @@ def segment_volume(
     prob_q = np.zeros(volume.shape, dtype=np.uint8)
     entropy_q = np.zeros(volume.shape, dtype=np.uint8) if mc else None
     scratch = np.empty(h * w, dtype=np.float32)  # one slice's window at a time: stays in cache
-    extent = _Extent()
     sample_counts = np.zeros(max(info.mc_samples, 1), dtype=np.float64)
     mean_mask_pixels = 0
     t = {"preprocess": 0.0, "model": 0.0, "resample": 0.0, "postprocess": 0.0}
@@ -188,7 +187,7 @@ def segment_volume(
             window, hit = _resample_steps(
                 transform, out.prob[k], prob_q[z_index], scratch, threshold=thr
             )
-            if hit is not None and extent.add(z_index, window, hit):
+            if window is not None:
                 raw_mask[z_index][window] = hit
             if entropy_q is not None and out.entropy is not None:
                 _resample_steps(transform, out.entropy[k], entropy_q[z_index], scratch)
@@ -198,7 +197,7 @@ def segment_volume(
     t0 = time.perf_counter()
     voxel_ml = volume.voxel_volume_ml
     cleaned = remove_small_components(
-        raw_mask, voxel_ml, min_component_ml, connectivity, box=extent.box, in_place=True
+        raw_mask, voxel_ml, min_component_ml, connectivity, in_place=True
     )
     mask = cleaned.mask
     volume_ml = float(np.count_nonzero(mask[cleaned.box])) * voxel_ml
@@ -289,30 +288,3 @@ def _resample_steps(
     hit = values >= threshold if threshold is not None else None
     quantize_unit(values, native[window])
     return window, hit
-
-
-class _Extent:
-    """The bounding box of every slice's threshold hits, gathered while the slices go by."""
-
-    def __init__(self) -> None:
-        self.lo = [np.iinfo(np.int64).max] * 3
-        self.hi = [-1] * 3
-
-    def add(self, z_index: int, window: tuple[slice, slice], hit: np.ndarray) -> bool:
-        """Widen the box by ``hit`` (a boolean window at ``window`` of slice ``z_index``)."""
-        rows = np.flatnonzero(hit.any(axis=1))
-        if rows.size == 0:
-            return False
-        cols = np.flatnonzero(hit.any(axis=0))
-        first = (z_index, window[0].start + int(rows[0]), window[1].start + int(cols[0]))
-        last = (z_index, window[0].start + int(rows[-1]), window[1].start + int(cols[-1]))
-        self.lo = [min(a, b) for a, b in zip(self.lo, first, strict=True)]
-        self.hi = [max(a, b) for a, b in zip(self.hi, last, strict=True)]
-        return True
-
-    @property
-    def box(self) -> tuple[slice, slice, slice] | None:
-        """None when nothing reached the threshold."""
-        if self.hi[0] < 0:
-            return None
-        return tuple(slice(a, b + 1) for a, b in zip(self.lo, self.hi, strict=True))
