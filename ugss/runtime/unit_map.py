@@ -27,8 +27,6 @@ def quantized(values: np.ndarray, chunk: int = 32) -> np.ndarray:
     """A uint8 copy of a float map, ``chunk`` planes at a time (bounded temporaries)."""
     values = np.asarray(values)
     out = np.empty(values.shape, dtype=np.uint8)
-    if values.ndim == 0:
-        return quantize_unit(np.array(values, dtype=np.float32), out)
     for z in range(0, values.shape[0], chunk):
         quantize_unit(np.array(values[z : z + chunk], dtype=np.float32), out[z : z + chunk])
     return out
