@@ -80,6 +80,14 @@ def main_command(
     compress: Annotated[
         bool, typer.Option("--compress", help="Write .nii.gz files instead of .nii.")
     ] = False,
+    cavity: Annotated[
+        bool,
+        typer.Option(
+            "--cavity",
+            help="Also write OUT/cavity/NNN.nii: uint8 0/1 intracranial space (inside the inner "
+            "table, above the cranial floor); truth.csv's icv_ml is its volume.",
+        ),
+    ] = False,
 ) -> None:
     """Write a synthetic head-CT cohort under OUT in the PhysioNet CT-ICH layout.
 
@@ -87,7 +95,8 @@ def main_command(
 
     hemorrhage_diagnosis_raw_ct.csv: PhysioNet's per-slice labels (SliceNumber 1-based).
 
-    truth.csv: per scan types, volume (mL), 0-based positive slices, spacing, shape and seed.
+    truth.csv: per scan types, volume (mL), 0-based positive slices, spacing, shape, intracranial
+    volume (icv_ml) and seed.
     """
     validate_options(out, n, seed, matrix, thin_fraction, free_fraction)
     err = Console(stderr=True)
@@ -114,6 +123,7 @@ def main_command(
             free_fraction=free_fraction,
             dicom=dicom,
             compress=compress,
+            cavity=cavity,
             on_scan=on_scan,
         )
     table = Table(title=f"{len(summary.scans)} scans in {summary.out_dir}")

@@ -12,9 +12,11 @@ Layout of ``OUT/``:
   ``fracture_slices`` are 0-based canonical slice indices, ``;``-joined; ``volume_ml`` is mask
   voxels × |det(affine)| / 1000 and equals what the written files give, to the last bit);
 - ``cohort.json``: the options and every scan's truth, for programs;
-- ``dicom/NNN/IM*.dcm`` with ``--dicom``: each scan as a CT series.
+- ``dicom/NNN/IM*.dcm`` with ``--dicom``: each scan as a CT series;
+- ``cavity/NNN.nii`` with ``--cavity``: uint8 0/1 intracranial space (inside the inner table,
+  above the cranial floor) on the scan's grid; ``truth.csv``'s ``icv_ml`` is its volume.
 
-Scan ``NNN`` is ``make_scan(seed, matrix=…, thin=…, hemorrhage=…)`` with the ``seed``, ``thin`` and
+Scan ``NNN`` is ``make_case(seed, matrix=…, thin=…, hemorrhage=…)`` with the ``seed``, ``thin`` and
 ``hemorrhage_option`` of its truth row: any scan can be regenerated alone.
 """
 
@@ -35,7 +37,7 @@ from ugss.errors import ConfigError
 from ugss.runtime.nifti import write_nifti
 from ugss.runtime.volume import Volume, VolumeSource
 from ugss.synth.hemorrhage import TYPES, random_kinds
-from ugss.synth.scan import MAX_MATRIX, MIN_MATRIX, ScanTruth, make_scan
+from ugss.synth.scan import MAX_MATRIX, MIN_MATRIX, ScanTruth, make_case
 
 DIAGNOSIS_CSV = "hemorrhage_diagnosis_raw_ct.csv"
 TRUTH_CSV = "truth.csv"
@@ -84,11 +86,13 @@ def make_cohort(
     free_fraction: float = 0.25,
     dicom: bool = False,
     compress: bool = False,
+    cavity: bool = False,
 ) -> CohortSummary:
     """Write ``n_scans`` synthetic head CTs with masks and truth under ``out_dir``.
 
     ``thin_fraction`` / ``free_fraction``: share of thin-slice / hemorrhage-free scans (rounded
-    to whole scans). Same arguments → byte-identical NIfTI and CSV files.
+    to whole scans). ``cavity``: also write ``cavity/NNN`` (the intracranial space). Same
+    arguments → byte-identical NIfTI and CSV files.
     """
     return write_cohort(
         out_dir,
@@ -99,6 +103,7 @@ def make_cohort(
         free_fraction=free_fraction,
         dicom=dicom,
         compress=compress,
+        cavity=cavity,
     )
 
 
@@ -112,6 +117,7 @@ def write_cohort(
     free_fraction: float = 0.25,
     dicom: bool = False,
     compress: bool = False,
+    cavity: bool = False,
     on_scan: Callable[[int, ScanTruth, float], None] | None = None,
 ) -> CohortSummary:
     """``make_cohort`` with a callback ``on_scan(index, truth, seconds)`` after each scan."""
@@ -121,20 +127,26 @@ def write_cohort(
     plan = _plan(n_scans, seed, thin_fraction, free_fraction)
     width = max(3, len(str(n_scans)))
     suffix = ".nii.gz" if compress else ".nii"
-    for sub in ("ct_scans", "masks"):
+    for sub in ("ct_scans", "masks", *(("cavity",) if cavity else ())):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
     scans: list[ScanTruth] = []
     for index, (scan_seed, thin, option) in enumerate(plan):
         t0 = time.perf_counter()
         scan_id = f"{index + 1:0{width}d}"
-        volume, mask, truth = make_scan(scan_seed, matrix=matrix, thin=thin, hemorrhage=option)
+        case = make_case(scan_seed, matrix=matrix, thin=thin, hemorrhage=option)
+        volume, mask, truth = case.volume, case.mask, case.truth
         ct_rel, mask_rel = f"ct_scans/{scan_id}{suffix}", f"masks/{scan_id}{suffix}"
         ct_path = out_dir / ct_rel
         volume = replace(volume, source=VolumeSource(str(ct_path), "nifti"))
         # integer HU already: converting first halves the bytes write_nifti reorders
         write_nifti(ct_path, volume.hu.astype(np.int16), like=volume, dtype=np.int16)
         write_nifti(out_dir / mask_rel, mask, like=volume, dtype=np.uint8)
+        if cavity:
+            cavity_u8 = case.cavity.astype(np.uint8)
+            write_nifti(
+                out_dir / f"cavity/{scan_id}{suffix}", cavity_u8, like=volume, dtype=np.uint8
+            )
         dicom_rel = ""
         if dicom:
             dicom_rel = f"dicom/{scan_id}"
@@ -162,6 +174,7 @@ def write_cohort(
         "free_fraction": free_fraction,
         "dicom": dicom,
         "compress": compress,
+        "cavity": cavity,
     }
     doc = {"options": options, "scans": [s.to_dict() for s in scans]}
     (out_dir / "cohort.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -262,6 +275,7 @@ def truth_row(s: ScanTruth) -> dict[str, Any]:
         orientation=s.orientation,
         thin=int(s.thin),
         noise_sd=s.noise_sd,
+        icv_ml=repr(float(s.extra.get("icv_ml", 0.0))),
         seed=s.seed,
         hemorrhage_option=s.extra.get("hemorrhage_option", ""),
     )

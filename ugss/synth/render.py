@@ -285,13 +285,24 @@ def slab_box(scene: Scene, k0: int, k1: int, points: np.ndarray):
     return (slice(k0, k1), box[1], box[2])
 
 
-def render(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """→ HU (float32, integer-valued, clipped), label map (uint8 type codes), fracture per slice."""
+@dataclass(frozen=True, eq=False)
+class Rendered:
+    """What ``render`` paints: HU, label codes, fracture per slice and the intracranial space."""
+
+    hu: np.ndarray  # float32, integer-valued, clipped to MIN_HU…MAX_HU
+    labels: np.ndarray  # uint8 type codes (0 = no blood)
+    fracture: np.ndarray  # bool per slice
+    cavity: np.ndarray  # bool: d_in >= 0 at the voxel centre (inside the inner table, above floor)
+
+
+def render(scene: Scene, rng: np.random.Generator) -> Rendered:
+    """Paint the scene: anatomy, bleeds, texture and noise, slab by slab."""
     grid, anat = scene.grid, scene.anat
     nz, ny, nx = grid.shape
     hu = np.full(grid.shape, AIR_HU, dtype=np.float32)
     labels = np.zeros(grid.shape, dtype=np.uint8)
     fracture = np.zeros(nz, dtype=bool)
+    cavity = np.zeros(grid.shape, dtype=bool)
     points = outer_points(anat, scene.pose)
     pix = grid.pixel_mm
     # correlation lengths in pixels, as a reconstruction kernel gives: fine grain for noise,
@@ -303,6 +314,7 @@ def render(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
         if box is None:
             continue
         geo = geometry(scene, box)
+        cavity[box] = geo.d_in >= 0
         part, brain = paint_anatomy(scene, geo, box)
         paint_bleeds(scene, geo, box, part, labels[box], fracture[box[0]])
         shape = brain.shape
@@ -314,4 +326,4 @@ def render(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
         hu[k] += noise_sd * plane
     np.rint(hu, out=hu)
     np.clip(hu, MIN_HU, MAX_HU, out=hu)
-    return hu, labels, fracture
+    return Rendered(hu, labels, fracture, cavity)

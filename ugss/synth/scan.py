@@ -1,4 +1,5 @@
-"""One synthetic head CT in memory: ``make_scan`` → (Volume, mask, ScanTruth).
+"""One synthetic head CT in memory: ``make_case`` → SynthCase (volume, mask, truth, cavity);
+``make_scan`` → (Volume, mask, ScanTruth), the same scan without the cavity.
 
 The truth is read off the rendered label map, never off the intentions: a type is listed only
 if it has voxels, and volumes are voxel count × voxel volume on the scan's own grid (eq. 12).
@@ -8,7 +9,7 @@ the stored file's third axis (storage orientations only flip or swap the in-plan
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -191,7 +192,32 @@ def _kinds(rng, hemorrhage: str | tuple[str, ...] | list[str] | None) -> tuple[s
     return parse_types(hemorrhage)
 
 
+@dataclass(frozen=True, eq=False)
+class SynthCase:
+    """One synthetic scan with its truths, all on the canonical ``(z, y, x)`` grid.
+
+    ``cavity`` is True inside the intracranial space: below the inner table of the skull and
+    above the cranial floor at the voxel centre (brain, CSF, ventricles, dura, venous sinuses and
+    extra-axial blood inside; bone, air sinuses, orbits, scalp and face outside).
+    ``truth.extra["icv_ml"]`` is its voxel count × voxel volume.
+    """
+
+    volume: Volume
+    mask: np.ndarray  # uint8 0/1 hemorrhage (acute blood only)
+    truth: ScanTruth
+    cavity: np.ndarray  # bool
+
+
 def make_scan(
+    rng_or_seed: int | np.random.Generator | None = 0,
+    **options: Any,
+) -> tuple[Volume, np.ndarray, ScanTruth]:
+    """``make_case`` without the cavity: ``(volume, mask, truth)``; same options, same voxels."""
+    case = make_case(rng_or_seed, **options)
+    return case.volume, case.mask, case.truth
+
+
+def make_case(
     rng_or_seed: int | np.random.Generator | None = 0,
     *,
     matrix: int = 512,
@@ -204,8 +230,8 @@ def make_scan(
     fov: str | None = None,
     orientation: str | None = None,
     noise_sd: float | None = None,
-) -> tuple[Volume, np.ndarray, ScanTruth]:
-    """One synthetic non-contrast head CT with its hemorrhage mask and truth.
+) -> SynthCase:
+    """One synthetic non-contrast head CT with its hemorrhage mask, truth and cavity.
 
     ``rng_or_seed``: an int seed (same seed and options → identical voxels) or a Generator.
     ``matrix``: image rows (columns equal rows unless ``fov='rect'``); anatomy has physical
@@ -219,8 +245,8 @@ def make_scan(
     ``orientation``: storage voxel order ("LPS" canonical, "RAS", "LAS", "RPS", "PLS", "ARS");
     the returned Volume is canonical and carries the storage grid for ``write_nifti``.
 
-    Returns ``(volume, mask, truth)``: ``volume.hu`` float32 integer-valued HU ``(z, y, x)``,
-    ``mask`` uint8 0/1 on the same grid.
+    Returns a ``SynthCase``: ``volume.hu`` float32 integer-valued HU ``(z, y, x)``, ``mask``
+    uint8 0/1 and ``cavity`` bool on the same grid.
     """
     if not MIN_MATRIX <= int(matrix) <= MAX_MATRIX:
         raise ConfigError(f"matrix must be between {MIN_MATRIX} and {MAX_MATRIX}, got {matrix}")
@@ -279,23 +305,25 @@ def make_scan(
             ),
             lump_field=LatticeField.random(rng, grid.shape, grid.spacing, 3.0),
         )
-        hu, labels, fracture = render(scene, rng)
-        counts = _label_counts(labels)
+        out = render(scene, rng)
+        counts = _label_counts(out.labels)
         if np.count_nonzero(counts[:, 1:].sum(axis=0)) == len(wanted):
             break  # else: a lesion fell between slices or out of a slab; draw it again
 
     source_grid = storage_grid(grid, orientation)
     volume = Volume(
-        hu=hu,
+        hu=out.hu,
         affine=grid.affine,
         source=VolumeSource(f"<synthetic seed={seed}>", "memory"),
         source_grid=source_grid,
     )
-    mask = (labels > 0).astype(np.uint8)
+    mask = (out.labels > 0).astype(np.uint8)
     truth = _truth(
-        seed, volume, counts, fracture, orientation, thin, anat, layout, total_ml, wanted
+        seed, volume, counts, out.fracture, orientation, thin, anat, layout, total_ml, wanted
     )
-    return volume, mask, truth
+    icv_ml = float(np.count_nonzero(out.cavity)) * volume.voxel_volume_ml
+    truth = replace(truth, extra={**truth.extra, "icv_ml": icv_ml})
+    return SynthCase(volume, mask, truth, out.cavity)
 
 
 def _label_counts(labels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,42 @@
+"""make_case's cavity truth: the intracranial space, its volume, and the bleeds inside it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ugss.synth import SynthCase, make_case, make_scan
+
+
+@pytest.fixture(scope="module")
+def full_case() -> SynthCase:
+    return make_case(3, matrix=96, hemorrhage="subdural", hemorrhage_ml=20.0, thin=False)
+
+
+def test_make_case_matches_make_scan():
+    case = make_case(7, matrix=64, max_slices=6)
+    vol, mask, truth = make_scan(7, matrix=64, max_slices=6)
+    assert np.array_equal(case.volume.hu, vol.hu) and np.array_equal(case.mask, mask)
+    assert case.truth == truth
+    assert case.cavity.dtype == bool and case.cavity.shape == vol.shape
+
+
+def test_icv_is_adult_sized_on_full_coverage(full_case):
+    icv = full_case.truth.extra["icv_ml"]
+    assert icv == np.count_nonzero(full_case.cavity) * full_case.volume.voxel_volume_ml
+    assert 1100.0 <= icv <= 1900.0
+
+
+def test_bleeds_lie_inside_the_cavity(full_case):
+    blood = full_case.mask > 0
+    assert blood.any()
+    assert np.mean(full_case.cavity[blood]) > 0.98
+
+
+def test_cavity_excludes_bone_and_air(full_case):
+    hu, cav = full_case.volume.hu, full_case.cavity
+    # a voxel centred just inside the inner table is at most half bone: never full cortex
+    assert np.mean(hu[cav] > 1000) < 0.002
+    assert np.mean(hu[cav] > 300) < 0.06
+    assert np.mean(hu[cav] < -200) < 0.002  # air sinuses, mastoids, outside
+    assert np.mean(cav[hu < -500]) < 1e-3
