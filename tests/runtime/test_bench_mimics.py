@@ -1,0 +1,62 @@
+"""benchmarks/bench_mimics.py runs end to end at its CI size and its summary is computed right."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mimics.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_mimics", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_mimics"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_held_out_seeds_are_disjoint_from_training_and_calibration():
+    bm = _module()
+    cases = bm.plan(20, 1, bm.SIZES_ML)
+    assert len({c.seed for c in cases}) == len(cases)
+    assert bm.HELD_OUT_SEED not in (0, 1)  # the training and calibration cohort seeds
+
+
+def test_summary_counts_false_positives_coverage_and_large_errors():
+    bm = _module()
+    o = bm.Outcome
+    rows = [
+        o(0, "none", 0.0, 0.0, 1.0, 0.0, 0.0, 0.5, 0.97),
+        o(1, "none", 0.0, 0.4, 0.0, 0.0, 0.6, 0.5, 0.96),
+        o(2, "subdural", 40.0, 36.0, 0.8, 35.0, 41.0, 0.7, 0.98),
+        o(3, "epidural", 10.0, 12.0, 0.9, 11.0, 13.0, 0.6, None),
+    ]
+    s = bm.summarize(rows)
+    assert s["fp_ml_median"] == pytest.approx(0.2)
+    assert s["fp_share_any"] == 0.5
+    assert s["large_n"] == 1 and s["large_err_median"] == pytest.approx(0.1)
+    assert s["interval_coverage"] == 0.75  # the epidural's interval misses 10 mL
+    assert s["dice_by_type"] == {"subdural": 0.8, "epidural": 0.9}
+    assert s["icv_dice_min"] == pytest.approx(0.96)
+
+
+@pytest.mark.slow
+def test_bench_mimics_tiny(tmp_path: Path):
+    out = tmp_path / "mimics.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--tiny", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "hemorrhage-free: median FP mL" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["held_out_seed"] == 7_700_113
+    assert [r["kind"] for r in doc["scans"]["model"]] == ["none", "intraparenchymal"]
