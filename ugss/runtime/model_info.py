@@ -9,6 +9,9 @@ Graphs (input and output names are part of the contract):
 - MC: ``image[N,3,H,W] (+ optional dropout_noise[T,C] uniform in [0,1)) →
   mean_prob[N,1,H,W], entropy[N,1,H,W] (bits), sample_counts[N,T]`` (foreground pixels per
   sample at ``threshold``, at model resolution).
+
+MC models may carry ``ugss.interval_calibration`` (JSON, ``ugss.runtime.interval``): the
+split-conformal calibration of the volume interval, written by ``ugss-export``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ugss.errors import InputError
+from ugss.runtime.interval import METADATA_KEY as INTERVAL_KEY
+from ugss.runtime.interval import IntervalCalibration
 from ugss.runtime.preprocess import DEFAULT_WINDOWS, Window, windows_from_str, windows_to_str
 
 INPUT_NAME = "image"
@@ -44,6 +49,7 @@ class ModelInfo:
     method: str = "ugss"
     checkpoint_sha256: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    interval_calibration: IntervalCalibration | None = None  # MC models; None = uncalibrated
 
     def __post_init__(self) -> None:
         if self.kind not in (KIND_DETERMINISTIC, KIND_MC):
@@ -54,13 +60,19 @@ class ModelInfo:
             raise InputError(f"model threshold must be in (0, 1), got {self.threshold}")
         if self.kind == KIND_MC and self.mc_samples < 2:
             raise InputError(f"an MC model needs mc_samples >= 2, got {self.mc_samples}")
+        if self.kind != KIND_MC and self.interval_calibration is not None:
+            raise InputError("an interval calibration belongs to an MC model only")
 
     def to_metadata(self) -> dict[str, str]:
         """Flat string map for ONNX ``metadata_props`` (keys prefixed ``ugss.``)."""
         data = asdict(self)
         data["windows"] = windows_to_str(self.windows)
         data["training"] = json.dumps(self.training, sort_keys=True)
-        return {f"ugss.{k}": str(v) for k, v in data.items()}
+        del data["interval_calibration"]
+        meta = {f"ugss.{k}": str(v) for k, v in data.items()}
+        if self.interval_calibration is not None:
+            meta[INTERVAL_KEY] = self.interval_calibration.to_json()
+        return meta
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> ModelInfo:
@@ -82,6 +94,12 @@ class ModelInfo:
                 method=vals.get("method", ""),
                 checkpoint_sha256=vals.get("checkpoint_sha256", ""),
                 training=json.loads(vals.get("training", "{}") or "{}"),
+                interval_calibration=_calibration(meta.get(INTERVAL_KEY)),
             )
         except (ValueError, json.JSONDecodeError) as exc:
             raise InputError(f"model metadata is malformed: {exc}") from exc
+
+
+def _calibration(text: str | None) -> IntervalCalibration | None:
+    """The stored interval calibration; absent → None, malformed → ``InputError``."""
+    return None if text is None else IntervalCalibration.from_json(text)
