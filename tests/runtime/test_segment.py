@@ -73,7 +73,7 @@ def test_mc_segmentation_finds_the_bleed(engines, bleed):
         seg.slices_involved
     )
     assert 0 <= comp.mean_uncertainty_bits < 0.5
-    assert set(seg.timings) == {"preprocess", "model", "resample", "postprocess"}
+    assert set(seg.timings) == {"intracranial", "preprocess", "model", "resample", "postprocess"}
 
 
 def test_hemorrhage_free_scan_reports_none(engines):
@@ -189,8 +189,16 @@ def test_report_json_and_markdown(engines, bleed):
     assert data["model"]["checkpoint_sha256"] == "ab" * 32 and data["model"]["mode"] == "mc"
     assert data["scan"]["shape_zyx"] == list(volume.shape)
     assert data["components"][0]["side"] == "left"
-    assert list(data["timings_s"])[:4] == ["read", "preprocess", "model", "resample"]
-    assert data["qc_flags"] == []
+    assert list(data["timings_s"])[:5] == [
+        "read",
+        "intracranial",
+        "preprocess",
+        "model",
+        "resample",
+    ]
+    # the phantom is a 10-slice slab: its intracranial space is cut at both ends
+    assert [f["code"] for f in data["qc_flags"]] == ["truncated_scan"]
+    assert data["assessed"] is True and 100 < data["intracranial_ml"] < 200
     md = report.to_markdown()
     assert "MC interval" in md and "| 1 |" in md and "not for clinical use" in md
 
@@ -203,7 +211,7 @@ def test_qc_flags(engines):
         f.code
         for f in build_report(odd, segment_volume(odd, engines["det"]), engines["det"]).qc_flags
     }
-    assert codes == {"unusual_spacing"}
+    assert codes == {"unusual_spacing", "truncated_scan"}
     # a head cut by the field of view
     cut = Volume(hu=hu[:, 8:-8, 8:-8].copy(), affine=om.phantom_affine((5.0, 0.9, 0.9)))
     report = build_report(cut, segment_volume(cut, engines["det"]), engines["det"])

@@ -17,6 +17,7 @@ from nibabel import orientations as nio
 
 import ugss
 from ugss.runtime.engines import Engine
+from ugss.runtime.intracranial import ADULT_ICV_ML, HEAD_ICV_ML, IntracranialSpace
 from ugss.runtime.postprocess import HEAD_HU, Component
 from ugss.runtime.preprocess import windows_to_str
 from ugss.runtime.segment import INTERVAL_METHOD, Segmentation
@@ -30,7 +31,18 @@ ANISOTROPY = 0.1  # in-plane row vs column spacing may differ by this fraction
 BORDER_HEAD_FRACTION = 0.05  # of a slice's border pixels inside the head → truncated FOV
 UNCERTAIN_BITS = 0.5  # a voxel this uncertain (p ≈ 0.11–0.89) counts as uncertain
 HIGH_MEAN_UNCERTAINTY_BITS = 0.4
-STAGES = ("read", "preprocess", "model", "resample", "postprocess", "write", "pictures", "total")
+STAGES = (
+    "read",
+    "intracranial",
+    "preprocess",
+    "model",
+    "resample",
+    "postprocess",
+    "write",
+    "pictures",
+    "total",
+)
+NOT_ASSESSED = "not assessed: not a head CT"
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,9 @@ class ScanReport:
     removed_components: int
     removed_ml: float
     min_component_ml: float
+    assessed: bool  # False: not a head CT, no hemorrhage claimed
+    intracranial_ml: float | None  # estimated intracranial volume (ICV)
+    outside_intracranial_ml: float  # model findings dropped outside the intracranial space
     qc_flags: tuple[QCFlag, ...]
     timings_s: dict[str, float]
     outputs: dict[str, str] = field(default_factory=dict)
@@ -141,7 +156,9 @@ class ScanReport:
     def summary_line(self) -> str:
         """One line per scan for the CLI."""
         name = Path(self.scan.source).name
-        if not self.hemorrhage_present:
+        if not self.assessed:
+            text = f"{name}: {NOT_ASSESSED}"
+        elif not self.hemorrhage_present:
             text = f"{name}: no hemorrhage"
         else:
             text = f"{name}: {self.total_volume_ml:.2f} mL"
@@ -195,6 +212,7 @@ def qc_flags(
                 f"little bone ({bone:.2%} > 300 HU) or mostly air ({air:.0%}): is this a head CT?",
             )
         )
+    flags += icv_flags(seg.intracranial)
     mean_unc, uncertain_ml = uncertainty or uncertainty_summary(volume, seg)
     if (
         mean_unc is not None
@@ -211,6 +229,42 @@ def qc_flags(
     return tuple(flags)
 
 
+def icv_flags(space: IntracranialSpace | None) -> list[QCFlag]:
+    """The intracranial volume against an adult head's: not a head CT (nothing claimed), a
+    scan that cuts the space off at its first or last slice, or an implausible volume."""
+    if space is None:
+        return []
+    icv, (lo, hi) = space.volume_ml, ADULT_ICV_ML
+    if not space.is_head:
+        why = (
+            "no skull enclosing an intracranial space was found"
+            if not space.found
+            else f"the space enclosed by bone is {icv:.0f} mL, outside a head's "
+            f"{HEAD_ICV_ML[0]:.0f}–{HEAD_ICV_ML[1]:.0f} mL, and the scan does not cut it off"
+        )
+        return [QCFlag("not_head_ct", f"{why}: {NOT_ASSESSED}, no hemorrhage reported")]
+    if lo <= icv <= hi:
+        return []
+    if icv < lo and space.truncated:
+        cuts = (("first", space.cut_inferior), ("last", space.cut_superior))
+        ends = [end for end, cut in cuts if cut]
+        return [
+            QCFlag(
+                "truncated_scan",
+                f"intracranial volume {icv:.0f} mL is below an adult's {lo:.0f}–{hi:.0f} mL: the "
+                f"scan cuts the intracranial space at its {' and '.join(ends)} slice, so only "
+                "the scanned part was searched",
+            )
+        ]
+    return [
+        QCFlag(
+            "implausible_icv",
+            f"intracranial volume {icv:.0f} mL is outside an adult's {lo:.0f}–{hi:.0f} mL "
+            "(a child, a skull defect or a failed estimate?): check what was searched",
+        )
+    ]
+
+
 def uncertainty_summary(volume: Volume, seg: Segmentation) -> tuple[float | None, float | None]:
     """Mean entropy inside the mask (bits) and the volume of uncertain voxels (mL)."""
     if seg.entropy_q is None:
@@ -218,7 +272,10 @@ def uncertainty_summary(volume: Volume, seg: Segmentation) -> tuple[float | None
     voxels = sum(c.voxels for c in seg.components)
     weighted = sum(c.voxels * (c.mean_uncertainty_bits or 0.0) for c in seg.components)
     mean = weighted / voxels if voxels else 0.0  # the components tile the mask
-    uncertain = np.count_nonzero(seg.entropy_q >= steps_at_least(UNCERTAIN_BITS))
+    uncertain_map = seg.entropy_q >= steps_at_least(UNCERTAIN_BITS)
+    if seg.intracranial is not None:  # only where hemorrhage was looked for
+        uncertain_map &= seg.intracranial.mask
+    uncertain = np.count_nonzero(uncertain_map)
     return mean, float(uncertain) * volume.voxel_volume_ml
 
 
@@ -247,6 +304,9 @@ def build_report(
         removed_components=seg.removed_components,
         removed_ml=seg.removed_ml,
         min_component_ml=seg.min_component_ml,
+        assessed=seg.assessed,
+        intracranial_ml=seg.intracranial_ml,
+        outside_intracranial_ml=seg.outside_ml,
         qc_flags=qc_flags(volume, seg, (mean_unc, uncertain_ml)),
         timings_s={k: round(times[k], 4) for k in (*STAGES, *times) if k in times},
         outputs=dict(outputs or {}),
@@ -277,7 +337,12 @@ def _markdown(r: ScanReport) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| Hemorrhage present | **{'yes' if r.hemorrhage_present else 'no'}** |",
+    ]
+    if not r.assessed:
+        lines.append(f"| Hemorrhage present | **{NOT_ASSESSED}** |")
+    else:
+        lines.append(f"| Hemorrhage present | **{'yes' if r.hemorrhage_present else 'no'}** |")
+    lines += [
         f"| Total volume | **{r.total_volume_ml:.2f} mL** |",
     ]
     if r.interval_ml is not None:
@@ -287,7 +352,10 @@ def _markdown(r: ScanReport) -> str:
         lines.append(
             f"| Uncertain voxels (≥ {UNCERTAIN_BITS} bits) | {r.uncertain_volume_ml:.2f} mL |"
         )
+    if r.intracranial_ml is not None:
+        lines.append(f"| Intracranial volume (searched) | {r.intracranial_ml:.0f} mL |")
     lines += [
+        f"| Outside the intracranial space | {r.outside_intracranial_ml:.2f} mL dropped |",
         f"| Slices involved | {_ranges(r.slices_involved)} (0 = most inferior) |",
         f"| Specks removed | {r.removed_components} below {r.min_component_ml:g} mL "
         f"({r.removed_ml:.3f} mL) |",

@@ -29,9 +29,11 @@ import numpy as np
 
 from ugss.errors import VolumeError
 from ugss.runtime.engines import Engine, auto_batch_size
+from ugss.runtime.intracranial import IntracranialSpace, estimate_intracranial, model_pixel_rows
 from ugss.runtime.model_info import KIND_MC
 from ugss.runtime.postprocess import (
     Component,
+    bounding_box,
     describe_components,
     head_midline_x,
     remove_small_components,
@@ -73,6 +75,22 @@ class Segmentation:
     batch_size: int
     intensity: dict[str, float]  # ct_intensity_stats of the scan, for the report's QC flags
     timings: dict[str, float] = field(default_factory=dict)
+    intracranial: IntracranialSpace | None = None  # where hemorrhage was looked for
+    outside_ml: float = 0.0  # model findings dropped outside the intracranial space
+
+    @property
+    def intracranial_ml(self) -> float | None:
+        return None if self.intracranial is None else self.intracranial.volume_ml
+
+    @property
+    def intracranial_mask(self) -> np.ndarray | None:
+        """Native ``(z, y, x)`` bool of the intracranial space (built on first use)."""
+        return None if self.intracranial is None else self.intracranial.mask
+
+    @property
+    def assessed(self) -> bool:
+        """False when the scan is not a head CT: then no hemorrhage is claimed."""
+        return self.intracranial is None or self.intracranial.is_head
 
     @property
     def hemorrhage_present(self) -> bool:
@@ -162,7 +180,14 @@ def segment_volume(
     mc = use_mc and info.kind == KIND_MC
     bs = batch_size or min(auto_batch_size(info), DEFAULT_SLAB)
     z, h, w = volume.shape
+    t0 = time.perf_counter()
+    space = estimate_intracranial(volume)
+    t_space = time.perf_counter() - t0
+    if not space.is_head:
+        log.info("%s: not a head CT, not assessed", volume.source.path)
+        return _not_assessed(volume, space, intensity, thr, mc, bs, min_component_ml, t_space)
     transform = PlaneTransform(h, w, info.input_size)
+    grid = _model_grid(transform)
     engine.reseed(seed)
     # calloc'd zeros: pages outside every window are never touched
     raw_mask = np.zeros(volume.shape, dtype=bool)
@@ -171,7 +196,8 @@ def segment_volume(
     scratch = np.empty(h * w, dtype=np.float32)  # one slice's window at a time: stays in cache
     sample_counts = np.zeros(max(info.mc_samples, 1), dtype=np.float64)
     mean_mask_pixels = 0
-    t = {"preprocess": 0.0, "model": 0.0, "resample": 0.0, "postprocess": 0.0}
+    t = dict.fromkeys(("preprocess", "model", "resample", "postprocess"), 0.0)
+    t["intracranial"] = t_space
 
     for slab in iter_slabs(z, bs):
         t0 = time.perf_counter()
@@ -180,9 +206,10 @@ def segment_volume(
         out = engine.run(batch)
         t2 = time.perf_counter()
         if entropy_q is not None and out.entropy is not None:
-            if out.sample_counts is not None:
-                sample_counts += out.sample_counts.sum(axis=0, dtype=np.float64)
-            mean_mask_pixels += int(np.count_nonzero(out.prob >= thr))
+            inside, counts = _inside_counts(space, grid, slab, out, thr)
+            mean_mask_pixels += inside
+            if counts is not None:
+                sample_counts += counts
         for k, z_index in enumerate(range(slab.start, slab.stop)):
             window, hit = _resample_steps(
                 transform, out.prob[k], prob_q[z_index], scratch, threshold=thr
@@ -196,6 +223,7 @@ def segment_volume(
         t["resample"] += time.perf_counter() - t2
     t0 = time.perf_counter()
     voxel_ml = volume.voxel_volume_ml
+    outside_ml = _drop_outside(raw_mask, space) * voxel_ml
     cleaned = remove_small_components(
         raw_mask, voxel_ml, min_component_ml, connectivity, in_place=True
     )
@@ -243,7 +271,84 @@ def segment_volume(
         batch_size=bs,
         intensity=intensity,
         timings=t,
+        intracranial=space,
+        outside_ml=outside_ml,
     )
+
+
+def _not_assessed(
+    volume: Volume,
+    space: IntracranialSpace,
+    intensity: dict[str, float],
+    thr: float,
+    mc: bool,
+    bs: int,
+    min_component_ml: float,
+    t_space: float,
+) -> Segmentation:
+    """The result for a scan that is not a head CT: the model is not run, nothing is claimed
+    (empty mask, zero maps, no interval)."""
+    return Segmentation(
+        mask=np.zeros(volume.shape, dtype=bool),
+        prob_q=np.zeros(volume.shape, dtype=np.uint8),
+        entropy_q=np.zeros(volume.shape, dtype=np.uint8) if mc else None,
+        volume_ml=0.0,
+        interval_ml=None,
+        sample_volumes_ml=None,
+        components=(),
+        removed_components=0,
+        removed_ml=0.0,
+        threshold=thr,
+        min_component_ml=float(min_component_ml),
+        midline_x=head_midline_x(volume.hu),
+        batch_size=bs,
+        intensity=intensity,
+        timings={"intracranial": t_space},
+        intracranial=space,
+    )
+
+
+def _model_grid(transform: PlaneTransform) -> tuple[np.ndarray, np.ndarray]:
+    """Native row and column under each model pixel's centre (−1 in the padding)."""
+    top, left = transform.pad
+    size, side = transform.size, transform.side
+    return (
+        model_pixel_rows(size, side, top, transform.height),
+        model_pixel_rows(size, side, left, transform.width),
+    )
+
+
+def _inside_counts(
+    space: IntracranialSpace, grid: tuple[np.ndarray, np.ndarray], slab: slice, out, thr: float
+) -> tuple[int, np.ndarray | None]:
+    """MC counts of one slab restricted to the intracranial space, at model resolution.
+
+    Returns the mean-probability mask's pixels inside the space and the per-sample foreground
+    counts with the mean mask's pixels outside it subtracted per slice (clipped at 0): the graph
+    counts whole slices, so a sample's outside pixels are taken to be the mean mask's there.
+    """
+    hits = out.prob >= thr
+    n_hits = np.count_nonzero(hits, axis=(1, 2))
+    if not n_hits.any():
+        outside = n_hits
+        inside = 0
+    else:
+        inside_per = np.count_nonzero(hits & space.on_model_grid(*grid, slab), axis=(1, 2))
+        outside, inside = n_hits - inside_per, int(inside_per.sum())
+    if out.sample_counts is None:
+        return inside, None
+    counts = np.maximum(out.sample_counts - outside[:, None], 0)
+    return inside, counts.sum(axis=0, dtype=np.float64)
+
+
+def _drop_outside(raw_mask: np.ndarray, space: IntracranialSpace) -> int:
+    """In place: clear the mask outside the intracranial space; returns the voxels cleared."""
+    box = bounding_box(raw_mask)
+    if box is None:
+        return 0
+    before = int(np.count_nonzero(raw_mask[box]))
+    space.keep(raw_mask, box)
+    return before - int(np.count_nonzero(raw_mask[box]))
 
 
 def _window_values(
