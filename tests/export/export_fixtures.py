@@ -44,12 +44,15 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def export_tiny(root: Path, *, triton: bool = False, **ckpt_kw) -> Exported:
+    """Export a tiny checkpoint; its split names no real scans, so the volume interval stays
+    uncalibrated (``test_interval_calibration`` covers calibration)."""
     with torch_threads(1):
         ckpt_path = write_checkpoint(root / "model.pt", **ckpt_kw)
         options = ExportOptions(
             onnx=root / "out" / "model.onnx",
             mc_samples=8,
             triton=root / "repo" if triton else None,
+            interval_calibration=False,
         )
         result = export_checkpoint(ckpt_path, options)
     return Exported(ckpt_path, load_checkpoint(ckpt_path, which="student"), options, result)

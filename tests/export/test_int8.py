@@ -27,7 +27,9 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("int8")
     with torch_threads(1):
         ckpt = write_checkpoint(root / "model.pt")
-        options = ExportOptions(onnx=root / "out" / "model.onnx", mc_samples=8, int8=True)
+        options = ExportOptions(
+            onnx=root / "out" / "model.onnx", mc_samples=8, int8=True, interval_calibration=False
+        )
         result = export_checkpoint(ckpt, options)
     return options, result
 
@@ -104,7 +106,8 @@ def test_int8_option_errors(tmp_path: Path, monkeypatch, capsys):
         (["--calibration", "x"], "--calibration applies to --int8"),
         (["--int8", "--calibration", "nope/"], "--calibration nope: no such file or folder"),
     ]:
-        monkeypatch.setattr(sys, "argv", ["ugss-export", str(ckpt), "--onnx", out, *args])
+        argv = ["ugss-export", str(ckpt), "--onnx", out, *args, "--no-interval-calibration"]
+        monkeypatch.setattr(sys, "argv", argv)
         with pytest.raises(SystemExit) as exc:
             main()
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]

@@ -8,6 +8,11 @@ Files written for ``--onnx X.onnx``:
 - with ``trt``: ``X.plan`` / ``X-det.plan`` and their ``.plan.json`` metadata;
 - with ``triton``: ``DIR/<name>/`` (MC, noise drawn in the graph) and ``DIR/<name>-det/``.
 
+The MC model's volume interval is calibrated (split-conformal, ``interval_calibration``) on the
+checkpoint's validation split or on ``interval_cohort`` and the calibration is stored in its
+metadata (``ugss.interval_calibration``), which its int8 twin, TensorRT plan and Triton model
+carry too; ``interval_calibration=False`` leaves the interval uncalibrated.
+
 Each graph is checked with ``onnx.checker``, compared with PyTorch (``verify``) and opened and
 run once through ``ugss.runtime.engines.OnnxEngine`` — the code that will use it.
 """
@@ -27,6 +32,7 @@ import torch
 from ugss import __version__
 from ugss.errors import ConfigError, InputError, UGSSError
 from ugss.runtime.engines import OnnxEngine, auto_batch_size, model_twin
+from ugss.runtime.interval import weak_warning
 from ugss.runtime.model_info import (
     DET_OUTPUT,
     INPUT_NAME,
@@ -39,6 +45,13 @@ from ugss.runtime.model_info import (
 from ugss.train.predict import LoadedCheckpoint
 
 from . import metadata as md
+from .interval_calibration import (
+    CalibrationScans,
+    IntervalResult,
+    calibrate_model,
+    folder_scans,
+    validation_scans,
+)
 from .mc_graph import NOISE_MODES, DeterministicGraph, MCGraph
 from .onnx_edit import noise_in_graph
 from .onnx_export import DYNAMO_OPSET, EXPORTERS, LEGACY_OPSET, export_module
@@ -70,6 +83,8 @@ class ExportOptions:
     max_batch: int = 32
     int8: bool = False
     calibration: tuple[str, ...] = ()
+    interval_calibration: bool = True
+    interval_cohort: Path | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -87,6 +102,14 @@ class ExportOptions:
             (self.fp16 or self.trt, "--fp32 applies to the TensorRT engine: add --trt"),
             (bool(self.name.strip()) and "/" not in self.name, f"bad --name {self.name!r}"),
             (self.int8 or not self.calibration, "--calibration applies to --int8: add --int8"),
+            (
+                self.interval_calibration or self.interval_cohort is None,
+                "--interval-calibration and --no-interval-calibration exclude each other",
+            ),
+            (
+                self.mc or self.interval_cohort is None,
+                "--interval-calibration applies to an MC model: --mc-samples must be >= 2",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -123,6 +146,7 @@ class ExportResult:
     sha256: str
     infos: dict[str, ModelInfo]
     artifacts: list[Artifact] = field(default_factory=list)
+    interval: IntervalResult | None = None  # the MC volume interval's calibration
 
 
 Progress = Callable[[str], None]
@@ -155,6 +179,7 @@ def export_checkpoint(
             "exists only for channel dropout: use --noise graph"
         )
     sha = md.file_sha256(checkpoint)
+    interval_scans = _interval_scans(ckpt, options, sha, say)  # before minutes of work
     training = md.training_summary(ckpt)
     common = dict(threshold=options.threshold, version=options.version, sha256=sha)
     infos = {
@@ -188,6 +213,8 @@ def export_checkpoint(
         say(f"exporting MC graph (T = {options.mc_samples})")
         mc, art = _export_mc(ckpt, options, x, infos[KIND_MC])
         result.artifacts.append(art)
+        if interval_scans is not None:
+            _calibrate_interval(result, options, mc, interval_scans, say)
     if options.int8:
         result.artifacts += _export_int8(options, infos, say)
     if options.trt:
@@ -196,6 +223,40 @@ def export_checkpoint(
         say(f"writing Triton repository {options.triton}")
         result.artifacts += _write_triton(options, infos, det, mc)
     return result
+
+
+def _interval_scans(
+    ckpt: LoadedCheckpoint, options: ExportOptions, sha: str, say: Progress
+) -> CalibrationScans | None:
+    """The labeled scans to calibrate the MC volume interval on, or None (not asked)."""
+    if not (options.mc and options.interval_calibration):
+        return None
+    say("finding the interval calibration scans")
+    if options.interval_cohort is not None:
+        return folder_scans(options.interval_cohort)
+    return validation_scans(ckpt, sha)
+
+
+def _calibrate_interval(
+    result: ExportResult,
+    options: ExportOptions,
+    mc: onnx.ModelProto,
+    scans: CalibrationScans,
+    say: Progress,
+) -> None:
+    """Calibrate the written MC model's interval; store it in the file and in ``mc``."""
+    interval = calibrate_model(options.onnx, scans, say)
+    cal = interval.calibration
+    info = replace(result.infos[KIND_MC], interval_calibration=cal)
+    meta = {p.key: p.value for p in mc.metadata_props} | info.to_metadata()
+    meta[f"{md.EXPORT_PREFIX}interval_calibration_seconds"] = f"{interval.seconds:.1f}"
+    if cal.weak:
+        meta[f"{md.EXPORT_PREFIX}interval_calibration_warning"] = weak_warning(cal.n_scans)
+    md.attach(mc, meta, int(info.version))
+    onnx.save(mc, str(options.onnx))
+    _runtime_check(options.onnx, info)
+    result.infos[KIND_MC] = info
+    result.interval = interval
 
 
 def _export_meta(ckpt: LoadedCheckpoint, options: ExportOptions, extra: dict) -> dict[str, str]:

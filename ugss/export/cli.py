@@ -3,9 +3,12 @@
     ugss-export model.pt --onnx model.onnx --mc-samples 8
     ugss-export model.pt --onnx model.onnx --trt            # + model.plan (fp16), model-det.plan
     ugss-export model.pt --onnx model.onnx --triton repo/   # + repo/ugss/, repo/ugss-det/
+    ugss-export model.pt --interval-calibration labeled/    # calibrate the interval there
 
 Writes the MC model to --onnx and its deterministic twin beside it (``-det.onnx``); prints the
-parity of every graph with PyTorch. Thin over ``ugss.export.api.export_checkpoint``.
+parity of every graph with PyTorch and the calibration of the MC volume interval (on the
+checkpoint's validation split unless told otherwise). Thin over
+``ugss.export.api.export_checkpoint``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from rich.table import Table
 
 from ugss.cli_support import run_cli, setup_logging
 from ugss.export.api import ExportOptions, ExportResult, export_checkpoint
+from ugss.runtime.interval import weak_warning
+from ugss.runtime.model_info import KIND_MC
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console(stderr=True)
@@ -90,6 +95,21 @@ def main_command(
             help="CT scans (NIfTI, DICOM folder, glob) to calibrate --int8; default: synthetic",
         ),
     ] = None,
+    interval_cohort: Annotated[
+        Path | None,
+        typer.Option(
+            "--interval-calibration",
+            help="Labeled folder (ct_scans/, masks/) to calibrate the MC volume interval on; "
+            "default: the checkpoint's validation split",
+        ),
+    ] = None,
+    no_interval_calibration: Annotated[
+        bool,
+        typer.Option(
+            "--no-interval-calibration",
+            help="Leave the MC volume interval uncalibrated (the runtime then says so)",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step")] = False,
 ) -> None:
     """Export a trained checkpoint: MC ONNX + deterministic twin, optionally TensorRT / Triton.
@@ -113,6 +133,8 @@ def main_command(
         max_batch=max_batch,
         int8=int8,
         calibration=tuple(calibration or ()),
+        interval_calibration=not no_interval_calibration,
+        interval_cohort=interval_cohort,
     )
     with console.status("exporting") as status:
         result = export_checkpoint(checkpoint, options, lambda msg: status.update(msg))
@@ -131,6 +153,23 @@ def _report(result: ExportResult) -> None:
     for a in result.artifacts:
         if a.parity is not None:
             print(f"parity {a.kind} ({a.path.name}): {a.parity.describe()} (limit 1e-4)")
+    _report_interval(result)
+
+
+def _report_interval(result: ExportResult) -> None:
+    """The MC volume interval's calibration; a loud warning when it rests on few scans."""
+    if KIND_MC not in result.infos:
+        return
+    if result.interval is None:
+        print("volume interval: uncalibrated (--no-interval-calibration)")
+        return
+    cal = result.interval.calibration
+    print(
+        f"volume interval calibration ({cal.source}): {cal.describe()}; "
+        f"{result.interval.seconds:.1f} s"
+    )
+    if cal.weak:
+        console.print(f"[bold red]WARNING[/]: volume interval: {weak_warning(cal.n_scans)}")
 
 
 def main() -> None:
