@@ -128,7 +128,8 @@ def onnx_models(args: argparse.Namespace, work: Path) -> dict[str, Path]:
         from ugss.export.api import ExportOptions, export_checkpoint
 
         ckpt = args.ckpt or random_checkpoint(work / "random.pt", args.size)
-        res = export_checkpoint(ckpt, ExportOptions(onnx=work / "model.onnx", mc_samples=8))
+        opts = ExportOptions(onnx=work / "model.onnx", mc_samples=8, interval_calibration=False)
+        res = export_checkpoint(ckpt, opts)
         paths = {"det": res.artifacts[0].path, "mc": res.artifacts[1].path}
     graph = noise_in_graph(onnx.load(str(paths["mc"])))
     paths["mc_graph"] = work / "model-graph-noise.onnx"
