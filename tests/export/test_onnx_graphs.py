@@ -104,11 +104,12 @@ def test_sample_counts_are_foreground_pixels_per_sample(head_export: Exported):
 
 
 def test_graph_noise_variant_is_stochastic_within_one_session(head_export: Exported):
-    """The Triton copy draws its noise with RandomUniformLike: runs differ, no noise input."""
+    """The Triton copy draws its noise with RandomUniform(shape=[T, C]): runs differ, no noise
+    input."""
     path = head_export.options.triton / "ugss" / "1" / "model.onnx"
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input] == ["image"]
-    assert "RandomUniformLike" in {n.op_type for n in model.graph.node}
+    assert "RandomUniform" in {n.op_type for n in model.graph.node}
     ort.set_seed(5)
     sess = session(path)
     x = image(2, head_export.ckpt.input_size)

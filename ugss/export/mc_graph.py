@@ -14,7 +14,9 @@ Dropout noise is uniform in [0, 1), one draw per (sample, channel) for channel d
 same row t is used for every image of a call, so sample t is one coherent network across the
 slices of a slab (what a per-sample volume needs). It comes either from the ``dropout_noise``
 input (``noise="input"``, host noise: exact replay, no random op in the graph) or from a
-``RandomUniformLike`` in the graph (``noise="graph"``; element dropout always draws in the graph).
+``RandomUniform(shape=[T, C])`` in the graph (``noise="graph"``; element dropout always draws in
+the graph, ``RandomUniformLike`` of a tensor shaped at run time). Graph noise has no initializer
+behind it: TensorRT's ONNX importer refuses a random op fed by one (``trt_patterns``).
 """
 
 from __future__ import annotations
@@ -82,7 +84,6 @@ class MCGraph(nn.Module):
         self.layout = noise_layout(model)
         self.noise_channels = sum(c for _, c in self.layout)
         self.fused_head = model.dropout_sites == ("head",) and cfg.dropout_kind == "channel"
-        self.register_buffer("noise_like", torch.zeros(samples, self.noise_channels))
 
     def site_noise(self, uniform: torch.Tensor, n: torch.Tensor | int) -> dict[str, torch.Tensor]:
         """``[T, C]`` → per site ``[T·N, c, 1, 1]``, row ``t·N + i`` = sample t of image i."""
@@ -97,7 +98,9 @@ class MCGraph(nn.Module):
         self, image: torch.Tensor, dropout_noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.model.config.dropout_kind == "channel" and dropout_noise is None:
-            dropout_noise = torch.rand_like(self.noise_like)
+            # a shape, not a template tensor: exported as RandomUniform(shape=[T, C])
+            shape = (self.samples, self.noise_channels)
+            dropout_noise = torch.rand(shape, dtype=image.dtype, device=image.device)
         if self.fused_head:
             assert dropout_noise is not None
             probs = torch.sigmoid(self._fused_head_logits(image, dropout_noise))  # (N, T, H, W)
@@ -118,11 +121,13 @@ class MCGraph(nn.Module):
 
         head(mask_t ⊙ f / (1−p)) = conv(f, w ⊙ mask_t / (1−p)) + b: one 16→T convolution on the
         shared features gives all T samples' logits — the same numbers as ``stochastic_head``
-        without repeating the 16-channel features T times.
+        without repeating the 16-channel features T times. The weights depend on the noise, so
+        they are a run-time tensor (TensorRT ≥ 8.5 takes those); the bias is added afterwards
+        as the head's own initializer, not expanded to T in the graph.
         """
         p = self.model.config.dropout_rate
         feats = self.model.features(image).x  # (N, 16, H, W): the head's input
         head = self.model.head
         keep = (uniform >= p).to(feats.dtype) * (1.0 / (1.0 - p))  # (T, 16)
         weight = keep.reshape(self.samples, -1, 1, 1) * head.weight  # (T, 16, 1, 1)
-        return F.conv2d(feats, weight, head.bias.expand(self.samples))
+        return F.conv2d(feats, weight) + head.bias.reshape(1, 1, 1, 1)

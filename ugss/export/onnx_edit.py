@@ -1,8 +1,7 @@
-"""Small edits of exported ONNX graphs (onnx + numpy only, no torch)."""
+"""Small edits of exported ONNX graphs (onnx only, no torch)."""
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 
 from ugss.errors import ConfigError
@@ -32,10 +31,13 @@ def strip_initializer_identities(model: onnx.ModelProto) -> int:
 
 
 def noise_in_graph(model: onnx.ModelProto, input_name: str = "dropout_noise") -> onnx.ModelProto:
-    """The same graph with its host-noise input replaced by ``RandomUniformLike`` of that shape.
+    """The same graph with its host-noise input replaced by ``RandomUniform(shape=[T, C])``.
 
     Everything downstream is untouched, so the parity measured with host noise carries over.
     Needed where an input without a batch axis is not allowed (Triton's dynamic batching).
+    ``RandomUniform`` with a ``shape`` attribute has no input at all: TensorRT's ONNX importer
+    refuses ``RandomUniformLike`` fed by an initializer ("The input tensor cannot be an
+    initializer", NVIDIA/TensorRT#3568), which is what this function wrote before.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -44,12 +46,15 @@ def noise_in_graph(model: onnx.ModelProto, input_name: str = "dropout_noise") ->
     dims = [d.dim_value for d in noise.type.tensor_type.shape.dim]
     if not all(d > 0 for d in dims):
         raise ConfigError(f"{input_name} must have a fixed shape to move it into the graph")
-    template = f"{input_name}_like"
-    graph.initializer.append(
-        onnx.numpy_helper.from_array(np.zeros(dims, dtype=np.float32), template)
-    )
     node = onnx.helper.make_node(
-        "RandomUniformLike", [template], [input_name], name="dropout_noise_rng", low=0.0, high=1.0
+        "RandomUniform",
+        [],
+        [input_name],
+        name="dropout_noise_rng",
+        dtype=onnx.TensorProto.FLOAT,
+        shape=dims,
+        low=0.0,
+        high=1.0,
     )
     graph.node.insert(0, node)
     graph.input.remove(noise)

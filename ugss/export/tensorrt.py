@@ -21,9 +21,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import onnx
+
 from ugss.errors import InputError, UGSSError
 from ugss.runtime.engines import auto_batch_size
 from ugss.runtime.model_info import INPUT_NAME, ModelInfo
+from ugss.runtime.segment import DEFAULT_SLAB
+
+from .trt_patterns import describe, trt_findings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,15 @@ class EngineBuild:
     seconds: float
 
 
+def plan_profile(info: ModelInfo, channels: int, max_batch: int) -> dict[str, list[list[int]]]:
+    """``{image: [min, opt, max]}``: batch 1 … ``max_batch``, the optimum at the slab the runtime
+    sends (``segment_volume``: ``min(auto_batch_size, DEFAULT_SLAB)``), spatial size fixed at the
+    model's input size (the runtime always feeds that). Fixed-shape inputs need no entry."""
+    opt = max(1, min(auto_batch_size(info), DEFAULT_SLAB, max_batch))
+    size = info.input_size
+    return {INPUT_NAME: [[b, channels, size, size] for b in (1, opt, max_batch)]}
+
+
 def _keep_tail_fp32(trt: ModuleType, network: Any) -> int:
     """Ask for fp32 in the float layers after the last convolution; returns how many."""
     layers = [network.get_layer(i) for i in range(network.num_layers)]
@@ -100,6 +114,12 @@ def build_engine(
     trt = require_tensorrt()
     info = ModelInfo.from_metadata(meta)
     t0 = time.perf_counter()
+    shapes = plan_profile(info, len(info.windows), max_batch)
+    found = trt_findings(onnx.load(str(onnx_path)), shapes)
+    if found:
+        raise TensorRTBuildError(
+            f"{onnx_path}: TensorRT would refuse this graph ({describe(found)})"
+        )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -116,19 +136,9 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
         log.info("kept %d tail layers in fp32", _keep_tail_fp32(trt, network))
-    size = info.input_size
-    opt = min(auto_batch_size(info), max_batch)
     profile = builder.create_optimization_profile()
-    shapes: dict[str, list[list[int]]] = {}
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        dims = list(tensor.shape)
-        if tensor.name == INPUT_NAME:
-            c = dims[1]
-            shapes[INPUT_NAME] = [[b, c, size, size] for b in (1, opt, max_batch)]
-            profile.set_shape(INPUT_NAME, *shapes[INPUT_NAME])
-        elif any(d < 0 for d in dims):
-            raise TensorRTBuildError(f"input {tensor.name!r} has a dynamic shape {dims}")
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
