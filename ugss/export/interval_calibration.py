@@ -23,8 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from ugss.errors import InputError
+from ugss.runtime.engines import Engine, OnnxEngine
 from ugss.runtime.interval import IntervalCalibration, LabeledVolume, calibrate
 from ugss.runtime.model_info import KIND_MC
+from ugss.runtime.nifti import read_nifti
+from ugss.runtime.segment import segment_volume
+from ugss.runtime.volume import Volume
+from ugss.train.cache import read_mask_for
 from ugss.train.manifest import ScanRecord, load_records, read_physionet
 from ugss.train.predict import LoadedCheckpoint
 
@@ -98,33 +103,40 @@ def folder_scans(folder: Path) -> CalibrationScans:
     return CalibrationScans(tuple(records), f"labeled cohort {folder.name}/")
 
 
-def measure(
-    model: Path, records: Sequence[ScanRecord], progress: Progress | None = None
-) -> list[LabeledVolume]:
-    """Per-sample volumes, point estimate and true volume of each scan, by the runtime.
-
-    A scan the runtime does not assess (not a head CT: no interval) is left out.
-    """
-    from ugss.runtime.engines import OnnxEngine
-    from ugss.runtime.nifti import read_nifti
-    from ugss.runtime.segment import segment_volume
-    from ugss.train.cache import read_mask_for
-
+def mc_engine(model: Path) -> OnnxEngine:
+    """The MC model on CPU, as ``ugss-infer`` opens it (MC noise seed 0)."""
     engine = OnnxEngine(model, provider="cpu", seed=0)
     if engine.info.kind != KIND_MC:
         raise InputError(f"{model}: not an MC model, it has no volume interval to calibrate")
+    return engine
+
+
+def measure_volume(engine: Engine, volume: Volume, truth: np.ndarray) -> LabeledVolume | None:
+    """One labeled scan through ``segment_volume`` (``ugss-infer``'s defaults); None when the
+    runtime does not assess it (not a head CT: no interval)."""
+    seg = segment_volume(volume, engine, check_intensities=False)
+    if seg.sample_volumes_ml is None:
+        return None
+    true_ml = float(np.count_nonzero(truth)) * volume.voxel_volume_ml
+    return LabeledVolume(seg.sample_volumes_ml, seg.volume_ml, true_ml)
+
+
+def measure(
+    model: Path, records: Sequence[ScanRecord], progress: Progress | None = None
+) -> list[LabeledVolume]:
+    """``measure_volume`` of each labeled scan file; scans not assessed are left out."""
+    engine = mc_engine(model)
     out = []
     for i, rec in enumerate(records):
         if progress is not None:
             progress(f"calibrating the volume interval: scan {i + 1}/{len(records)}")
         volume = read_nifti(rec.scan_path)
         truth = read_mask_for(volume, rec.mask_path)  # type: ignore[arg-type]
-        seg = segment_volume(volume, engine, check_intensities=False)
-        if seg.sample_volumes_ml is None:
+        scan = measure_volume(engine, volume, truth)
+        if scan is None:
             log.warning("%s: not assessed by the runtime, left out of the calibration", rec.scan_id)
-            continue
-        true_ml = float(np.count_nonzero(truth)) * volume.voxel_volume_ml
-        out.append(LabeledVolume(seg.sample_volumes_ml, seg.volume_ml, true_ml))
+        else:
+            out.append(scan)
     if not out:
         raise InputError("no calibration scan was assessed by the runtime (are they head CTs?)")
     return out
