@@ -5,6 +5,11 @@ Every exported file carries ``ModelInfo.to_metadata()`` (``ugss.*`` keys, read b
 auditing a model does (noise layout, exporter, library versions). A TensorRT plan has no metadata
 of its own: the same map goes into ``<plan>.json`` beside it; a Triton model gets it as
 ``parameters`` in ``config.pbtxt``.
+
+An MC model's map also holds ``ugss.interval_calibration`` (``ModelInfo.interval_calibration``,
+added after export by ``ugss.export.interval_calibration``) and, when it rests on few scans,
+``ugss.export.interval_calibration_warning``; every copy above carries both, since each copies
+the whole map.
 """
 
 from __future__ import annotations
