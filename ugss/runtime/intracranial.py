@@ -101,6 +101,17 @@ class IntracranialSpace:
             up &= self.hu < np.float32(BONE_HU)
         return up
 
+    def plane(self, z: int) -> np.ndarray:
+        """Native ``(y, x)`` bool of slice ``z`` of ``mask``, without building the whole mask."""
+        if "mask" in self.__dict__:
+            return self.mask[z]
+        _, h, w = self.shape
+        box = (slice(z, z + 1), slice(0, h), slice(0, w))
+        up = region_window(self.region, self.factor, box)[0].copy()
+        if self.hu is not None:
+            up &= self.hu[z] < np.float32(BONE_HU)
+        return up
+
     def keep(self, mask: np.ndarray, box: tuple[slice, slice, slice] | None = None) -> None:
         """In place: clear ``mask`` outside the region (inside ``box``, if given: all of the
         mask's voxels must lie in it). Costs the box, not the scan."""

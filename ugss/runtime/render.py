@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 BRAIN_WINDOW = (40.0, 80.0)
+INTRACRANIAL_COLOUR = "#7cfc00"  # thin outline of the space searched for hemorrhage
+MASK_COLOURS = ("red", "#00e5ff")  # the mask outline on the CT row, on the uncertainty row
 MAX_MONTAGE_SLICES = 12
 MONTAGE_COLUMNS = 6
 HEAD_GRID = 80  # in-plane size the head is downsampled to for its surface
@@ -69,9 +71,11 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
     step = max(1, max(volume.shape[1:]) // 256)  # a panel is ~180 px wide: no need for more
     sy, sx = volume.spacing[1] * step, volume.spacing[2] * step
     image = None
+    space = seg.intracranial
     for n, z in enumerate(slices):
         gray = volume.hu[z, ::step, ::step]
         outline = seg.mask[z, ::step, ::step]
+        searched = None if space is None else space.plane(z)[::step, ::step]
         h, w = gray.shape
         extent = (0.0, w * sx, h * sy, 0.0)
         xc, yc = (np.arange(w) + 0.5) * sx, (np.arange(h) + 0.5) * sy
@@ -90,13 +94,22 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
                     extent=extent,
                     interpolation="nearest",
                 )
+            if searched is not None and searched.any():
+                ax.contour(
+                    xc,
+                    yc,
+                    searched.astype(np.float32),
+                    levels=[0.5],
+                    colors=INTRACRANIAL_COLOUR,
+                    linewidths=0.4,
+                )
             if outline.any():
                 ax.contour(
                     xc,
                     yc,
                     outline.astype(np.float32),
                     levels=[0.5],
-                    colors="#00e5ff" if row else "red",
+                    colors=MASK_COLOURS[row],
                     linewidths=0.7,
                 )
             ax.set_xticks([])
@@ -122,11 +135,16 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
         cbar = fig.colorbar(image, cax=cax)
         cbar.set_label(second_label, fontsize=8)
     name = Path(volume.source.path).name
-    title = (
-        f"{name}: {seg.volume_ml:.2f} mL" if seg.hemorrhage_present else f"{name}: no hemorrhage"
-    )
+    if not seg.assessed:
+        title = f"{name}: not assessed (not a head CT)"
+    elif seg.hemorrhage_present:
+        title = f"{name}: {seg.volume_ml:.2f} mL"
+    else:
+        title = f"{name}: no hemorrhage"
+    searched = "" if space is None else "; green: intracranial space searched"
     fig.suptitle(
-        title + " (red: mask; lower rows: " + second_label + "; research use only)", fontsize=9
+        f"{title} (red: mask{searched}; lower rows: {second_label}; research use only)",
+        fontsize=9,
     )
     fig.savefig(path, dpi=100)
     return path
