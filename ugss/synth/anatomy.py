@@ -7,7 +7,9 @@ of the head's outer ellipsoid). The values are drawn from adult non-contrast hea
 - skull: cortical tables ~1400–1800 HU around a diploic core ~700–1000 HU, 4–9 mm thick, thin over
   the temporal squama (2–4 mm), thick at the occiput and the skull base;
 - CSF 0–15 HU; grey matter 35–45 HU; white matter 25–32 HU (grey–white contrast ~8–12 HU);
-- head 140–160 mm wide, 180–200 mm long (outer scalp);
+- head 140–160 mm wide, 180–200 mm long (outer scalp); below the centre the head is a rounded
+  cylinder (an L4 profile stretched downwards) rather than an ellipsoid cap, so the skull base,
+  face and upper neck keep a realistic width;
 - ventricles sized by an atrophy factor (young adult ~7 mL per lateral ventricle, more with age).
 """
 
@@ -17,6 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ugss.synth.calcification import Calcifications, draw_calcifications
+from ugss.synth.dura import Dura, draw_dura
+from ugss.synth.face import Face, draw_face
 from ugss.synth.skullbase import SkullBase, draw_skull_base
 
 
@@ -66,7 +71,8 @@ class HeadAnatomy:
 
     a: float  # outer half width (u)
     b: float  # outer half length (v)
-    c: float  # outer half height (w)
+    c: float  # outer half height (w) above the centre
+    c_low: float  # reach of the L4 profile below the centre (> c: a cylinder-like lower head)
     egg: float  # wider occiput, narrower forehead
     deform: float  # amplitude of the smooth random shape deformation (fraction of radius)
     scalp_t: float
@@ -82,6 +88,9 @@ class HeadAnatomy:
     atrophy: float  # 0 (young) … 1 (old)
     ventricles: Ventricles
     base: SkullBase
+    face: Face
+    dura: Dura
+    calc: Calcifications
     hu: TissueHU
 
     @property
@@ -98,9 +107,10 @@ class HeadAnatomy:
     def outer_radius(self, directions: np.ndarray) -> np.ndarray:
         """Undeformed outer radius along unit head-frame directions ``(N, 3)``."""
         d = np.atleast_2d(directions)
-        return 1.0 / np.sqrt(
-            (d[:, 0] / self.a) ** 2 + (d[:, 1] / self.b) ** 2 + (d[:, 2] / self.c) ** 2
-        )
+        h2 = (d[:, 0] / self.a) ** 2 + (d[:, 1] / self.b) ** 2
+        up = np.sqrt(h2 + (d[:, 2] / self.c) ** 2)
+        down = np.sqrt(np.sqrt(h2 * h2 + (d[:, 2] / self.c_low) ** 4))
+        return 1.0 / np.where(d[:, 2] >= 0, up, down)
 
     def inner_radius(self, directions: np.ndarray) -> np.ndarray:
         """Approximate radius of the inner skull table along unit directions."""
@@ -127,6 +137,7 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
         spread=rng.uniform(6.0, 12.0),
         third_halfwidth=float(rng.uniform(1.0, 2.0) * scale),
     )
+    c_low = height / 2.0 * rng.uniform(1.3, 1.45)
     grey = rng.uniform(36.0, 44.0)
     hu = TissueHU(
         scalp=rng.uniform(25.0, 50.0),
@@ -139,10 +150,12 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
         texture_sd=rng.uniform(1.0, 2.0),
         noise_sd=float(noise_sd) if noise_sd is not None else rng.uniform(3.0, 8.0),
     )
+    base = draw_skull_base(rng, width / 2.0, length / 2.0, height / 2.0)
     return HeadAnatomy(
         a=width / 2.0,
         b=length / 2.0,
         c=height / 2.0,
+        c_low=c_low,
         egg=rng.uniform(0.0, 0.05),
         deform=rng.uniform(0.008, 0.018),
         scalp_t=rng.uniform(3.5, 6.5),
@@ -157,7 +170,10 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
         fissure_halfwidth=rng.uniform(0.8, 1.5) + 1.5 * atrophy,
         atrophy=atrophy,
         ventricles=vent,
-        base=draw_skull_base(rng, width / 2.0, length / 2.0, height / 2.0),
+        base=base,
+        face=draw_face(rng, base, width / 2.0, length / 2.0, height / 2.0, c_low),
+        dura=draw_dura(rng, base, vent_w=vent.w0, a=width / 2.0, b=length / 2.0),
+        calc=draw_calcifications(rng, vent, atrophy),
         hu=hu,
     )
 

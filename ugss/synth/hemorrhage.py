@@ -63,6 +63,13 @@ PAINT_ORDER = ("epidural", "subdural", "subarachnoid", "intraparenchymal", "intr
 BONE_GAP = 0.35
 
 
+def _table_gap(geo: Geo) -> np.ndarray:
+    """Depth below the inner table where blood starts: ``BONE_GAP`` pixels, plus half the
+    extra slice-averaging width where the slice cuts the table obliquely (the vertex), so a
+    labelled voxel is never a bone/blood mixture."""
+    return np.float32(BONE_GAP * geo.pix) + np.float32(0.5) * (geo.pv - np.float32(geo.pix))
+
+
 def type_code(kind: str) -> int:
     return TYPES.index(kind) + 1
 
@@ -190,7 +197,7 @@ class ExtraAxial:
     def weight(self, geo: Geo, anat: HeadAnatomy) -> np.ndarray:
         t = self.profile(geo) * np.float32(self.thickness)
         own_side = ramp(geo.u * np.float32(self.side) - 1.0, geo.pix)
-        return band(geo.d_in, BONE_GAP * geo.pix, t, geo.pix) * own_side
+        return band(geo.d_in, _table_gap(geo), t, geo.pix) * own_side
 
     def fracture_weight(self, geo: Geo) -> np.ndarray:
         """A fracture line through the skull over the lens: a plane across the AP tangent."""
@@ -250,7 +257,7 @@ class Subarachnoid:
         ball = ramp(np.float32(self.radius) - np.sqrt(du * du + dv * dv + dw * dw), geo.pix)
         depth = np.float32(anat.sulcal_depth)
         strands = sheet(geo.ds, np.float32(self.halfwidth) * sulcal_taper(geo.d_in, depth), geo.pix)
-        surface = band(geo.d_in, BONE_GAP * geo.pix, self.layer, geo.pix)
+        surface = band(geo.d_in, _table_gap(geo), self.layer, geo.pix)
         return np.maximum(strands * ramp(geo.d_in, geo.pix), surface) * ball
 
 
@@ -391,6 +398,11 @@ def draw_bleeds(
     if not kinds:
         return []
     shares = rng.dirichlet(np.full(len(kinds), 2.0)) if len(kinds) > 1 else np.ones(1)
+    bulky = [i for i, k in enumerate(kinds) if k in ("subdural", "intraparenchymal", "epidural")]
+    if total_ml >= 30.0 and len(kinds) > 1 and bulky:  # a large bleed: one type holds most
+        main = bulky[int(rng.integers(len(bulky)))]
+        shares = shares * (0.2 / (1.0 - shares[main] + 1e-9))
+        shares[main] = 0.8
     bleeds: list[Bleed] = []
     for kind, share in zip(kinds, shares, strict=True):
         ml = max(float(total_ml * share), 0.2)

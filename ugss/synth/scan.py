@@ -17,6 +17,7 @@ import numpy as np
 from ugss.errors import ConfigError
 from ugss.runtime.volume import Volume, VolumeSource
 from ugss.synth.anatomy import HeadAnatomy, draw_anatomy
+from ugss.synth.artefacts import draw_artefacts, draw_noise_sd
 from ugss.synth.fields import DirectionalField, LatticeField
 from ugss.synth.geometry import (
     STORAGE_AXCODES,
@@ -34,15 +35,18 @@ from ugss.synth.hemorrhage import (
     Intraventricular,
     Subarachnoid,
     draw_bleeds,
+    draw_extra_axial,
     parse_types,
     random_kinds,
 )
-from ugss.synth.render import Scene, outer_points, render
+from ugss.synth.render import STRUCTURES, Scene, outer_points, render
 
 MIN_MATRIX, MAX_MATRIX = 32, 1024
 THIN_THICKNESS = (1.0, 1.25, 2.5)
 THIN_MAX_SLICES = 64  # thin scans cover a slab around the lesion: cost stays ~2 × a 5 mm scan
 FOV_LAYOUTS = ("square", "rect", "small")
+KERNELS = ("soft", "sharp")
+LARGE_SHARE = 0.3  # scans with a large (≈ 30–90 mL) bleed, when no volume is asked
 _MARGIN_MM = 4.0  # air kept between the head and the edge of the image
 
 
@@ -153,18 +157,30 @@ def _focus(bleed: Bleed, anat: HeadAnatomy) -> np.ndarray:
     return np.array([v.u0 * side, v.v_mid + 0.6 * v.length, v.w0])  # an occipital horn
 
 
+def _coverage(rng, anat: HeadAnatomy, pose: HeadPose) -> tuple[float, float]:
+    """RAS z of the lowest and highest slice wanted: most scans run from the skull base to the
+    vertex; some start through the face and C1, some higher up, some stop below the vertex."""
+    pts = outer_points(anat, pose)
+    start = rng.choice(3, p=[0.25, 0.55, 0.2])
+    depth = (rng.uniform(0.95, 1.12), rng.uniform(0.62, 0.85), rng.uniform(0.35, 0.55))[start]
+    bottom = pose.center[2] - depth * anat.c
+    if rng.random() < 0.15:
+        top = pts[:, 2].max() - rng.uniform(10.0, 35.0)
+    else:
+        top = pts[:, 2].max() - rng.uniform(-8.0, 2.0)
+    return float(bottom), float(top)
+
+
 def _z_range(rng, anat, pose, bleeds, sz: float, cap: int | None) -> tuple[float, int]:
     """First slice's RAS z and slice count: skull base to vertex, or a capped slab."""
-    pts = outer_points(anat, pose)
-    top = pts[:, 2].max() - rng.uniform(-8.0, 2.0)
-    bottom = pose.center[2] - rng.uniform(0.62, 0.78) * anat.c
+    bottom, top = _coverage(rng, anat, pose)
     n = int(np.ceil((top - bottom) / sz)) + 1
     start = bottom
     if cap is not None and n > cap:
         if bleeds:
             focus_z = float(np.mean([pose.to_ras(_focus(b, anat))[0, 2] for b in bleeds]))
         else:
-            focus_z = pose.center[2] + rng.uniform(-10.0, 30.0)
+            focus_z = pose.center[2] + rng.uniform(-40.0, 30.0)
         start = focus_z - rng.uniform(0.3, 0.7) * (cap - 1) * sz
         start = float(np.clip(start, bottom, top - (cap - 1) * sz))
         n = cap
@@ -206,6 +222,9 @@ class SynthCase:
     mask: np.ndarray  # uint8 0/1 hemorrhage (acute blood only)
     truth: ScanTruth
     cavity: np.ndarray  # bool
+    #: uint8 codes of the blood mimics (``STRUCTURES[code - 1]``; 0 none): falx, tentorium,
+    #: venous sinus, calcification, petrous bone, chronic collection — never in ``mask``
+    structures: np.ndarray | None = None
 
 
 def make_scan(
@@ -215,6 +234,64 @@ def make_scan(
     """``make_case`` without the cavity: ``(volume, mask, truth)``; same options, same voxels."""
     case = make_case(rng_or_seed, **options)
     return case.volume, case.mask, case.truth
+
+
+def _check_options(
+    matrix, max_slices, slice_thickness, pixel_spacing, hemorrhage_ml, noise_sd, kernel
+):
+    if not MIN_MATRIX <= int(matrix) <= MAX_MATRIX:
+        raise ConfigError(f"matrix must be between {MIN_MATRIX} and {MAX_MATRIX}, got {matrix}")
+    if max_slices is not None and max_slices < 1:
+        raise ConfigError(f"max_slices must be >= 1, got {max_slices}")
+    if slice_thickness is not None and not 0.3 <= slice_thickness <= 10.0:
+        raise ConfigError(f"slice thickness must be 0.3–10 mm, got {slice_thickness}")
+    if pixel_spacing is not None and not 0.1 <= pixel_spacing <= 10.0:
+        raise ConfigError(f"pixel spacing must be 0.1–10 mm, got {pixel_spacing}")
+    if hemorrhage_ml is not None and not 0.01 <= hemorrhage_ml <= 500.0:
+        raise ConfigError(f"hemorrhage volume must be 0.01–500 mL, got {hemorrhage_ml}")
+    if noise_sd is not None and not 0.0 <= noise_sd <= 100.0:
+        raise ConfigError(f"noise sd must be 0–100 HU, got {noise_sd}")
+    if kernel is not None and kernel not in KERNELS:
+        raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+
+
+def _slices(rng, thin, slice_thickness, max_slices) -> tuple[float, bool, int | None]:
+    """Slice thickness, thin or not, and the slice cap."""
+    if thin is None:
+        thin = bool(rng.random() < 0.15)
+    sz = float(rng.choice(THIN_THICKNESS, p=[0.3, 0.4, 0.3])) if thin else 5.0
+    sz = exact_mm(slice_thickness if slice_thickness is not None else sz)
+    cap = THIN_MAX_SLICES if sz < 4.0 else None
+    if max_slices is not None:
+        cap = min(cap or max_slices, max_slices)
+    return sz, sz < 4.0, cap
+
+
+def _orientation(rng, orientation: str | None) -> str:
+    if orientation is None:
+        codes = list(STORAGE_AXCODES)
+        p = np.array(list(STORAGE_AXCODES.values()))
+        orientation = codes[int(rng.choice(len(codes), p=p / p.sum()))]
+    return check_axcodes(orientation)
+
+
+def _total_ml(rng, hemorrhage_ml: float | None) -> float:
+    """Target total blood: 35–110 mL in ~30 % of scans (≈ 30–90 mL rendered: crescents and
+    lenses come out ~20 % below target), else log-uniform 0.3–30 mL."""
+    if hemorrhage_ml is not None:
+        return float(hemorrhage_ml)
+    if rng.random() < LARGE_SHARE:
+        return float(rng.uniform(35.0, 110.0))
+    return float(np.exp(rng.uniform(np.log(0.3), np.log(30.0))))
+
+
+def _collections(rng, anat: HeadAnatomy, pix: float) -> tuple[ExtraAxial, ...]:
+    """A chronic (0–25 HU) or subacute isodense (30–45 HU) subdural in ~10 % of scans."""
+    if rng.random() >= 0.1:
+        return ()
+    coll = draw_extra_axial(rng, anat, "subdural", float(rng.uniform(15.0, 80.0)), pix)
+    hu = float(rng.uniform(0.0, 25.0) if rng.random() < 0.6 else rng.uniform(30.0, 45.0))
+    return (replace(coll, hu=hu),)
 
 
 def make_case(
@@ -230,6 +307,7 @@ def make_case(
     fov: str | None = None,
     orientation: str | None = None,
     noise_sd: float | None = None,
+    kernel: str | None = None,
 ) -> SynthCase:
     """One synthetic non-contrast head CT with its hemorrhage mask, truth and cavity.
 
@@ -238,92 +316,81 @@ def make_case(
     size, so a small matrix gives larger pixels. ``hemorrhage``: ``None`` random (75 % with
     blood), ``"any"`` at least one random type, ``"none"``, or type name(s) such as
     ``"subdural"`` / ``("epidural", "sah")``. ``hemorrhage_ml``: target total volume (the truth
-    reports the rendered one). ``thin``: thin slices (1–2.5 mm, slab of ≤ 64 slices); ``None``
-    draws it (15 %). ``slice_thickness`` / ``pixel_spacing`` override the drawn spacings.
-    ``max_slices`` caps the slice count (a slab around the lesion). ``fov``: ``"square"``,
-    ``"rect"`` (fewer columns), ``"small"`` (smaller square matrix) or ``None`` to draw it.
-    ``orientation``: storage voxel order ("LPS" canonical, "RAS", "LAS", "RPS", "PLS", "ARS");
-    the returned Volume is canonical and carries the storage grid for ``write_nifti``.
+    reports the rendered one; drawn: 30–90 mL in 30 % of scans with blood). ``thin``: thin
+    slices (1–2.5 mm, slab of ≤ 64 slices); ``None`` draws it (15 %). ``slice_thickness`` /
+    ``pixel_spacing`` override the drawn spacings. ``max_slices`` caps the slice count (a slab
+    around the lesion). ``fov``: ``"square"``, ``"rect"`` (fewer columns), ``"small"`` (smaller
+    square matrix) or ``None`` to draw it. ``orientation``: storage voxel order ("LPS"
+    canonical, "RAS", "LAS", "RPS", "PLS", "ARS"); the returned Volume is canonical and carries
+    the storage grid for ``write_nifti``. ``noise_sd``: quantum noise (HU) instead of the
+    kernel's drawn level. ``kernel``: ``"soft"``, ``"sharp"`` or ``None`` (sharp in ~18 %).
 
     Returns a ``SynthCase``: ``volume.hu`` float32 integer-valued HU ``(z, y, x)``, ``mask``
-    uint8 0/1 and ``cavity`` bool on the same grid.
+    uint8 0/1, ``cavity`` bool and ``structures`` uint8 on the same grid.
     """
-    if not MIN_MATRIX <= int(matrix) <= MAX_MATRIX:
-        raise ConfigError(f"matrix must be between {MIN_MATRIX} and {MAX_MATRIX}, got {matrix}")
-    if max_slices is not None and max_slices < 1:
-        raise ConfigError(f"max_slices must be >= 1, got {max_slices}")
-    if slice_thickness is not None and not 0.3 <= slice_thickness <= 10.0:
-        raise ConfigError(f"slice thickness must be 0.3–10 mm, got {slice_thickness}")
-    if pixel_spacing is not None and not 0.1 <= pixel_spacing <= 10.0:
-        raise ConfigError(f"pixel spacing must be 0.1–10 mm, got {pixel_spacing}")
-    if hemorrhage_ml is not None and not 0.01 <= hemorrhage_ml <= 500.0:
-        raise ConfigError(f"hemorrhage volume must be 0.01–500 mL, got {hemorrhage_ml}")
-    if noise_sd is not None and not 0.0 <= noise_sd <= 100.0:
-        raise ConfigError(f"noise sd must be 0–100 HU, got {noise_sd}")
+    _check_options(
+        matrix, max_slices, slice_thickness, pixel_spacing, hemorrhage_ml, noise_sd, kernel
+    )
     rng, seed = _rng_and_seed(rng_or_seed)
-
     anat = draw_anatomy(rng, noise_sd=noise_sd)
+    art = draw_artefacts(rng, kernel)
+    if noise_sd is None:
+        anat = replace(anat, hu=replace(anat.hu, noise_sd=draw_noise_sd(rng, art)))
     pose0 = HeadPose.from_angles(
-        np.zeros(3), rng.uniform(-15.0, 15.0), rng.uniform(-12.0, 15.0), rng.uniform(-5.0, 5.0)
+        np.zeros(3), rng.uniform(-15.0, 15.0), rng.uniform(-12.0, 15.0), rng.uniform(-8.0, 8.0)
     )
     rows, cols, layout = _layout(rng, int(matrix), fov)
     s, ox, oy, cx, cy = _in_plane(rng, anat, pose0, int(matrix), rows, cols, pixel_spacing)
     pose = HeadPose(np.array([cx, cy, rng.uniform(-40.0, 40.0)]), pose0.rotation)
-    if thin is None:
-        thin = bool(rng.random() < 0.15)
-    sz = float(rng.choice(THIN_THICKNESS, p=[0.3, 0.4, 0.3])) if thin else 5.0
-    sz = exact_mm(slice_thickness if slice_thickness is not None else sz)
-    thin = sz < 4.0
-    cap = THIN_MAX_SLICES if sz < 4.0 else None
-    if max_slices is not None:
-        cap = min(cap or max_slices, max_slices)
-    if orientation is None:
-        codes = list(STORAGE_AXCODES)
-        p = np.array(list(STORAGE_AXCODES.values()))
-        orientation = codes[int(rng.choice(len(codes), p=p / p.sum()))]
-    orientation = check_axcodes(orientation)
-
+    sz, thin, cap = _slices(rng, thin, slice_thickness, max_slices)
+    orientation = _orientation(rng, orientation)
     wanted = _kinds(rng, hemorrhage)
-    total_ml = (
-        hemorrhage_ml
-        if hemorrhage_ml is not None
-        else float(np.exp(rng.uniform(np.log(0.3), np.log(100.0))))
-    )
+    total_ml = _total_ml(rng, hemorrhage_ml)
+    collections = _collections(rng, anat, s)
     for _attempt in range(3):
         bleeds = draw_bleeds(rng, anat, wanted, total_ml, s, pose.to_ras)
         oz, n = _z_range(rng, anat, pose, bleeds, sz, cap)
         grid = ScanGrid((n, rows, cols), (sz, s, s), (ox, oy, oz))
-        bleeds = _snap_to_slices(bleeds, pose, grid)
         scene = Scene(
             anat=anat,
             pose=pose,
             grid=grid,
-            bleeds=tuple(bleeds),
+            bleeds=tuple(_snap_to_slices(bleeds, pose, grid)),
             shape_field=LatticeField.random(rng, grid.shape, grid.spacing, 22.0, channels=3),
             sulci=DirectionalField.random(
                 rng, float(np.mean(anat.brain_semi_axes)), anat.gyral_wavelength
             ),
             lump_field=LatticeField.random(rng, grid.shape, grid.spacing, 3.0),
+            art=art,
+            collections=collections,
         )
         out = render(scene, rng)
         counts = _label_counts(out.labels)
         if np.count_nonzero(counts[:, 1:].sum(axis=0)) == len(wanted):
             break  # else: a lesion fell between slices or out of a slab; draw it again
+    return _case(seed, out, counts, grid, orientation, thin, anat, art, layout, total_ml, wanted)
 
-    source_grid = storage_grid(grid, orientation)
+
+def _case(seed, out, counts, grid, orientation, thin, anat, art, layout, total_ml, wanted):
     volume = Volume(
         hu=out.hu,
         affine=grid.affine,
         source=VolumeSource(f"<synthetic seed={seed}>", "memory"),
-        source_grid=source_grid,
+        source_grid=storage_grid(grid, orientation),
     )
-    mask = (out.labels > 0).astype(np.uint8)
     truth = _truth(
         seed, volume, counts, out.fracture, orientation, thin, anat, layout, total_ml, wanted
     )
-    icv_ml = float(np.count_nonzero(out.cavity)) * volume.voxel_volume_ml
-    truth = replace(truth, extra={**truth.extra, "icv_ml": icv_ml})
-    return SynthCase(volume, mask, truth, out.cavity)
+    present = np.bincount(out.structures.ravel(), minlength=len(STRUCTURES) + 1)[1:]
+    extra = {
+        "icv_ml": float(np.count_nonzero(out.cavity)) * volume.voxel_volume_ml,
+        "kernel": art.kernel,
+        "calcifications": list(anat.calc.kinds()),
+        "mimics": [name for name, c in zip(STRUCTURES, present, strict=True) if c > 0],
+    }
+    truth = replace(truth, extra={**truth.extra, **extra})
+    mask = (out.labels > 0).astype(np.uint8)
+    return SynthCase(volume, mask, truth, out.cavity, out.structures)
 
 
 def _label_counts(labels: np.ndarray) -> np.ndarray:
