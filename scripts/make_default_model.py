@@ -50,8 +50,11 @@ class Recipe:
     calibration_scans: int = 40
     mc_samples: int = 8
 
-    def train_args(self) -> list[str]:
+    def train_args(self, run: Path) -> list[str]:
+        """``ugss-train`` options; the cohort is generated afresh inside the run folder (a cached
+        cohort could come from older ``ugss.synth`` code)."""
         return [
+            "--out", str(run), "--synth-dir", str(run / "cohort"),
             "--seed", str(self.train_seed), "--synth-seed", str(self.train_seed),
             "--synth-scans", str(self.synth_scans), "--synth-matrix", str(self.synth_matrix),
             "--epochs", str(self.epochs), "--steps-per-epoch", str(self.steps_per_epoch),
@@ -160,7 +163,7 @@ def main() -> int:
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     if not args.skip_train:
-        _run([bin_dir / "ugss-train", "--out", args.run, *RECIPE.train_args()])
+        _run([bin_dir / "ugss-train", *RECIPE.train_args(args.run)])
     calib = args.run / "calibration"
     if not (calib / "truth.csv").is_file():
         shutil.rmtree(calib, ignore_errors=True)
