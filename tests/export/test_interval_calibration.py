@@ -27,6 +27,7 @@ from ugss.runtime.model_info import ModelInfo
 from ugss.runtime.nifti import write_nifti
 from ugss.runtime.volume import Volume
 from ugss.train.checkpoint import read_checkpoint, save_checkpoint
+from ugss.train.synthetic import MARKER
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -52,12 +53,13 @@ def write_cohort(root: Path, n: int) -> list[str]:
     return ids
 
 
-def checkpoint_on(path: Path, cohort: Path, ids: list[str]) -> Path:
-    """A tiny checkpoint whose recorded data is ``cohort`` and validation split ``ids``."""
+def checkpoint_on(path: Path, data: dict, ids: list[str], n_scans: int) -> Path:
+    """A tiny checkpoint trained (it says) on ``data`` (``DataConfig`` fields), validation
+    split ``ids``."""
     doc = read_checkpoint(write_checkpoint(path, steps=2))
-    doc["config"]["data"]["data_dir"] = str(cohort)
+    doc["config"]["data"].update(data)
     doc["data"]["split"]["val"] = ids
-    doc["data"]["n_scans"] = len(ids)
+    doc["data"]["n_scans"] = n_scans
     return save_checkpoint(path, doc)
 
 
@@ -67,7 +69,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("interval")
     ids = write_cohort(root / "cohort", 10)
     with torch_threads(1):
-        ckpt = checkpoint_on(root / "model.pt", root / "cohort", ids)
+        ckpt = checkpoint_on(root / "model.pt", {"data_dir": str(root / "cohort")}, ids, 10)
         options = ExportOptions(
             onnx=root / "out" / "m.onnx",
             triton=root / "repo",
@@ -115,6 +117,20 @@ def test_without_calibration_the_runtime_says_uncalibrated(head_export: Exported
     assert info.interval_calibration is None
     iv = volume_interval([1.0, 1.5, 2.0], 1.5, calibration=info.interval_calibration)
     assert not iv.calibrated and "uncalibrated" in iv.method
+
+
+def test_synthetic_default_uses_the_cached_cohort(tmp_path: Path):
+    """No data folder: the validation scans come from the synthetic cohort (cached here)."""
+    ids = write_cohort(tmp_path / "synth", 4)
+    (tmp_path / "synth" / MARKER).write_text("ok\n")  # complete: not generated again
+    data = {"synth_dir": str(tmp_path / "synth"), "synth_scans": 4}
+    with torch_threads(1):
+        ckpt = checkpoint_on(tmp_path / "model.pt", data, ids[1:3], 4)
+        result = export_checkpoint(ckpt, ExportOptions(onnx=tmp_path / "m.onnx"))
+    cal = result.interval.calibration
+    assert cal.n_scans == 2 and cal.weak and cal.source.startswith("validation split of")
+    meta = read_onnx_metadata(tmp_path / "m.onnx")
+    assert "only 2 calibration scan" in meta[f"{EXPORT_PREFIX}interval_calibration_warning"]
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
