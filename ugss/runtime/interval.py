@@ -24,9 +24,10 @@ used and the guarantee is void or weak (``IntervalCalibration.weak``).
 
 Why symmetric about ``v`` and why this ``u``: on synthetic scans the model under-segments (the
 error is mostly ``y > v``) while the MC samples spread mostly below ``v``, so scaling each side
-by its own spread gave ~25 % wider intervals for the same held-out coverage; ``u`` = 0.5 mL is
-about the smallest synthetic bleed (0.3 mL), small against the spread of large ones
-(``benchmarks/bench_interval.py`` measures both).
+by its own spread gave 25–30 % wider intervals for the same held-out coverage (40 + 60
+synthetic scans, bundled model); ``u`` = 0.5 mL is about the smallest synthetic bleed (0.3 mL)
+and small against the MC spread of large ones. ``benchmarks/bench_interval.py`` measures the
+held-out coverage.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ MIN_CALIBRATION_SCANS = 10  # below this the conformal guarantee is weak (or voi
 METADATA_KEY = "ugss.interval_calibration"
 UNCALIBRATED_METHOD = (
     "uncalibrated: 5th-95th percentile of the MC per-sample volumes, widened to include the "
-    "point estimate; it is not a 90% interval and misses the true volume far more often"
+    f"point estimate; it is not a {NOMINAL_COVERAGE:.0%} interval and misses the true volume "
+    "far more often"
 )
 
 
