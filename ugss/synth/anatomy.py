@@ -137,7 +137,7 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
         spread=rng.uniform(6.0, 12.0),
         third_halfwidth=float(rng.uniform(1.0, 2.0) * scale),
     )
-    c_low = height / 2.0 * rng.uniform(1.3, 1.45)
+    c_low = height / 2.0 * rng.uniform(1.5, 1.7)
     grey = rng.uniform(36.0, 44.0)
     hu = TissueHU(
         scalp=rng.uniform(25.0, 50.0),

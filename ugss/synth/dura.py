@@ -72,7 +72,7 @@ def draw_dura(rng: np.random.Generator, base: SkullBase, *, vent_w: float, a: fl
         sss_halfbase=rng.uniform(4.0, 5.0),
         sinus_r=rng.uniform(3.0, 4.5),
         straight_r=rng.uniform(2.0, 3.0),
-        sinus_hu=rng.uniform(40.0, 60.0),
+        sinus_hu=rng.uniform(40.0, 55.0),  # + cupping and partial volume: 40–60
         sigmoid_u=base.petrous_len - rng.uniform(2.0, 6.0),
         sigmoid_v=base.v_back + base.ridge_slope * base.petrous_len + rng.uniform(8.0, 13.0),
     )
@@ -87,16 +87,20 @@ def tentorium(dura: Dura, base: SkullBase, u, v, w, inside, pix: float) -> np.nd
     )
 
 
-def sagittal_sinus(dura: Dura, u, v, w, d_in, b: float, pix) -> np.ndarray:
+def sagittal_sinus(dura: Dura, u, v, w, d_in, b: float, pv, pix: float) -> np.ndarray:
     """Weight of the superior sagittal sinus: a triangle on the inner table in the midline.
 
-    ``pix`` may be an array (slice-aware partial volume along the inner table).
+    ``pv``: the slice-aware partial-volume width along the inner table (array), ``pix`` the
+    in-plane pixel size.
     """
     growth = np.clip(0.65 + 0.35 * v * np.float32(1.0 / b), 0.4, 1.0)
     h = np.float32(dura.sss_height) * growth
     halfbase = np.float32(dura.sss_halfbase) * growth
-    upper = ramp(w - np.float32(dura.ts_w + 4.0), pix)
-    return ramp(halfbase * (1.0 - d_in / h) - np.abs(u), pix) * band(d_in, 0.0, h, pix) * upper
+    upper = ramp(w - np.float32(dura.ts_w + 4.0), pv)
+    # where the slice cuts the inner table obliquely its bone blurs inwards: start below that
+    lo = np.float32(0.5) * (pv - np.float32(pix))
+    tri = ramp(halfbase * (1.0 - (d_in - lo) / h) - np.abs(u), pix)
+    return tri * band(d_in, lo, h + lo, pv) * upper
 
 
 def posterior_sinuses(dura: Dura, u, v, w, d_in, pix: float) -> np.ndarray:

@@ -256,7 +256,8 @@ def _nasal(face: Face, base: SkullBase, g, pix: float):
 
 
 def _bones(face: Face, base: SkullBase, g, pix: float):
-    return bone_layers(face, base, g.u, g.v, g.w, ramp(-g.d_floor, pix), pix)
+    inside = ramp(-g.d_floor, pix) * ramp(g.d_out - g.scalp - 1.0, pix)  # under the skin
+    return bone_layers(face, base, g.u, g.v, g.w, inside, pix)
 
 
 def face_parts(face: Face, base: SkullBase):

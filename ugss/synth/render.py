@@ -422,7 +422,7 @@ def paint_mimics(scene: Scene, geo: Geo, box, hu, labels, struct) -> None:
         falx *= ramp(g.d_in, pix)
         _lerp(hu[rel], np.float32(anat.hu.falx), falx)
         _unlabel(labels[rel], struct[rel], falx, "falx")
-        sss = sagittal_sinus(dura, g.u, g.v, g.w, g.d_in, anat.b, g.pv)
+        sss = sagittal_sinus(dura, g.u, g.v, g.w, g.d_in, anat.b, g.pv, pix)
         _lerp(hu[rel], np.float32(dura.sinus_hu), sss)
         _unlabel(labels[rel], struct[rel], sss, "venous_sinus")
     lo = np.array([-anat.a, base.v_back - 5.0, base.posterior - 2.0])

@@ -162,7 +162,7 @@ def _coverage(rng, anat: HeadAnatomy, pose: HeadPose) -> tuple[float, float]:
     vertex; some start through the face and C1, some higher up, some stop below the vertex."""
     pts = outer_points(anat, pose)
     start = rng.choice(3, p=[0.25, 0.55, 0.2])
-    depth = (rng.uniform(0.95, 1.12), rng.uniform(0.62, 0.85), rng.uniform(0.35, 0.55))[start]
+    depth = (rng.uniform(1.0, 1.25), rng.uniform(0.62, 0.85), rng.uniform(0.35, 0.55))[start]
     bottom = pose.center[2] - depth * anat.c
     if rng.random() < 0.15:
         top = pts[:, 2].max() - rng.uniform(10.0, 35.0)
