@@ -7,20 +7,26 @@ nasal cavity, skull base, scalp). Classical and numpy/scipy only; it works on bl
 1. **Bone** per block: the count of its pixels above ``BONE_HU``, from one threshold of the
    volume and a packed-integer sum (the bytes of ``f`` neighbouring bools are summed as one
    unsigned integer), a few ms for 34 × 512². A block with any bone pixel is bone.
-2. **Ring**: per slice, bone closed with a disc of ``CLOSE_MM`` (sutures, small foramina,
-   partial volume of a thin squama leave gaps).
+2. **Ring**: per slice, bone closed with a square of ``CLOSE_MM`` (sutures, small foramina,
+   partial volume of a thin squama leave gaps). Bone blocks next to the air around the head
+   are not bone: a sharp kernel overshoots at the skin by several hundred HU, a thin "bone"
+   ring that would enclose the face and neck.
 3. **Enclosed**: per slice, the non-ring blocks not connected to the image border: the cranial
    cavity, but also orbits, sinuses, the nasal cavity, mastoid cells.
 4. **Main component**: in 3D the cavity is one region (the posterior fossa joins the rest
    through the tentorial notch; a skull base slice shows its fossae apart, the slices above
-   join them). The enclosed blocks are eroded by one block (cutting thin bony channels to the
-   orbits and sinuses), the largest 6-connected component kept and grown back by one block
-   inside the enclosed blocks. Bone islands inside it (calcifications) are filled per slice.
+   join them). The enclosed blocks are eroded by one block in-plane (cutting thin bony
+   channels to the orbits and sinuses) and labelled in 3D; of the regions mostly of soft tissue
+   (a strided HU sample in ``SOFT_HU``: orbits are fat, sinuses air) the largest is kept, with
+   any other of at least ``KEEP_FRACTION`` of it (a slab may cut the fossae apart), grown back
+   by one block inside the enclosed blocks. Small bone islands inside it (calcifications) lie
+   inside the region of step 5, so they need no filling.
 5. **Native resolution**: the cavity grown by one block (the *region*) covers the inner table
-   to within a block. The native mask is the region's non-bone pixels, so the boundary is the
-   inner table at full resolution; its volume is the region's non-bone pixel count, known from
-   step 1 without touching the native grid again. The mask is built only when asked for
-   (montage, benchmarks); filtering hemorrhage reads the region for the mask's voxels only.
+   to within a block. The native mask is the region's pixels below ``TABLE_HU`` (half-way
+   to cortical bone), so the boundary is the inner table at full resolution; its volume is
+   their count, known from a second block count in step 1 without another pass. The mask is
+   built only when asked for (montage, benchmarks); filtering hemorrhage reads the region for
+   the mask's voxels only.
 
 The filter keeps hemorrhage anywhere in the region, bone pixels of its outer blocks included:
 a safety margin of up to one block (~1.8 mm) beyond the inner table, so extra-axial blood
@@ -42,12 +48,20 @@ from scipy import ndimage
 from ugss.runtime.volume import Volume
 
 BONE_HU = 300.0  # cortical and cancellous bone; brain, blood and calcified-free CSF lie below
+# The inner table at native resolution: half-way between CSF (~0 HU) and cortical bone
+# (~1400 HU), where a pixel straddling the boundary is half inside (BONE_HU would move the
+# boundary inward by the partial-volume width: ICV −3 % on synthetic scans, −1 % here).
+TABLE_HU = 700.0
 BLOCK_MM = 2.0  # largest block side: blocks are the largest power of two of pixels within it
 MAX_BLOCK = 8  # ... and at most 8 pixels (the packed sum uses one uint64 per block row)
 CLOSE_MM = 4.0  # gaps in the bone ring narrower than about twice this are closed
 CUT_FRACTION = 0.05  # cavity on the first / last slice ≥ this of the widest: the scan cuts it
 ADULT_ICV_ML = (1200.0, 1800.0)  # adult intracranial volume
 HEAD_ICV_ML = (250.0, 3000.0)  # an uncut scan outside this is not a head (newborn ≈ 350 mL)
+AIR_HU = -400.0  # below: air (around the head, in sinuses)
+SOFT_HU = (-50.0, 150.0)  # brain, CSF and blood; not fat (orbits) or air (sinuses)
+SOFT_FRACTION = 0.6  # of a region's blocks soft: a candidate for the cavity
+KEEP_FRACTION = 0.2  # other candidates kept when at least this share of the largest
 
 _PLANE = np.zeros((3, 3, 3), dtype=bool)
 _PLANE[1] = ndimage.generate_binary_structure(2, 1)  # in-plane 4-connectivity, no z links
@@ -60,7 +74,8 @@ class IntracranialSpace:
     """The intracranial space of one scan, on blocks of ``factor²`` native pixels.
 
     ``region``: ``(z, ny, nx)`` bool blocks holding the space (the cavity grown by one block);
-    ``mask`` the native ``(z, y, x)`` space (the region's non-bone pixels), built on first use.
+    ``mask`` the native ``(z, y, x)`` space (the region's pixels below ``TABLE_HU``), built on
+    first use.
     """
 
     region: np.ndarray
@@ -95,10 +110,11 @@ class IntracranialSpace:
 
     @cached_property
     def mask(self) -> np.ndarray:
-        """Native ``(z, y, x)`` bool: the region's non-bone pixels (all of it without ``hu``)."""
+        """Native ``(z, y, x)`` bool: the region's pixels below ``TABLE_HU`` (all of it
+        without ``hu``)."""
         up = upsample_blocks(self.region, self.factor, self.shape)
         if self.hu is not None:
-            up &= self.hu < np.float32(BONE_HU)
+            up &= self.hu < np.float32(TABLE_HU)
         return up
 
     def plane(self, z: int) -> np.ndarray:
@@ -109,7 +125,7 @@ class IntracranialSpace:
         box = (slice(z, z + 1), slice(0, h), slice(0, w))
         up = region_window(self.region, self.factor, box)[0].copy()
         if self.hu is not None:
-            up &= self.hu[z] < np.float32(BONE_HU)
+            up &= self.hu[z] < np.float32(TABLE_HU)
         return up
 
     def keep(self, mask: np.ndarray, box: tuple[slice, slice, slice] | None = None) -> None:
@@ -221,28 +237,44 @@ def dilate_cross(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _enclosed(ring: np.ndarray) -> np.ndarray:
-    """Per slice: blocks outside ``ring`` not connected in-plane to the image border."""
-    labels, count = ndimage.label(~ring, structure=_PLANE)
+def _border_connected(mask: np.ndarray) -> np.ndarray:
+    """Per slice: the blocks of ``mask`` connected in-plane to the image border."""
+    labels, count = ndimage.label(mask, structure=_PLANE)
     if count == 0:
-        return np.zeros_like(ring)
+        return np.zeros_like(mask)
     border = np.zeros(count + 1, dtype=bool)
     for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
         border[edge] = True
-    border[0] = True
-    return ~border[labels]
+    border[0] = False
+    return border[labels]
 
 
-def _main_component(enclosed: np.ndarray) -> np.ndarray:
-    """The largest 3D region of ``enclosed`` after cutting channels one block wide."""
+def _enclosed(ring: np.ndarray) -> np.ndarray:
+    """Per slice: blocks outside ``ring`` not connected in-plane to the image border."""
+    return ~ring & ~_border_connected(~ring)
+
+
+def _main_component(enclosed: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """The cavity's 3D regions of ``enclosed`` after cutting channels one block wide.
+
+    A region counts when most of its blocks hold soft tissue (``soft``: brain, CSF, blood;
+    orbits are fat, sinuses and mastoid cells air); the largest such region is kept, with any
+    other of at least ``KEEP_FRACTION`` of its size (a slab may cut the fossae apart).
+    """
     core = ~dilate_cross(~enclosed)
     labels, count = ndimage.label(core, structure=_CROSS_3D)
     if count == 0:
         return np.zeros_like(enclosed)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=count + 1)
+    softness = np.bincount(flat, weights=soft.ravel(), minlength=count + 1) / np.maximum(sizes, 1)
     sizes[0] = 0
-    main = labels == int(sizes.argmax())
-    return dilate_cross(main) & enclosed
+    sizes[softness < SOFT_FRACTION] = 0
+    if not sizes.any():
+        return np.zeros_like(enclosed)
+    keep = sizes >= KEEP_FRACTION * sizes.max()
+    keep[0] = False
+    return dilate_cross(keep[labels]) & enclosed
 
 
 def _head_box(bone: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -257,13 +289,27 @@ def _head_box(bone: np.ndarray, margin: int) -> tuple[slice, slice]:
     )
 
 
-def cavity_blocks(bone: np.ndarray, radius: int) -> np.ndarray:
-    """Bone blocks ``(z, ny, nx)`` → the cranial cavity's blocks (steps 2–4)."""
+def cavity_blocks(bone: np.ndarray, soft: np.ndarray, air: np.ndarray, radius: int) -> np.ndarray:
+    """Bone, soft-tissue and air blocks ``(z, ny, nx)`` → the cranial cavity's blocks (2–4).
+
+    Bone next to the air around the head is dropped first: a sharp kernel's overshoot at the
+    skin (several hundred HU) would otherwise be a "bone" ring enclosing the face and neck.
+    """
     rows, cols = _head_box(bone, radius + 1)
-    ring = erode_square(dilate_square(bone[:, rows, cols], radius), radius)
-    cavity = np.zeros_like(bone)
-    cavity[:, rows, cols] = _main_component(_enclosed(ring))
+    bone = bone[:, rows, cols] & ~dilate_square(_border_connected(air[:, rows, cols]), 1)
+    ring = erode_square(dilate_square(bone, radius), radius)
+    cavity = np.zeros_like(soft)
+    cavity[:, rows, cols] = _main_component(_enclosed(ring), soft[:, rows, cols])
     return cavity
+
+
+def sample_blocks(hu: np.ndarray, f: int, lo: float, hi: float) -> np.ndarray:
+    """Blocks whose centre pixel lies in ``(lo, hi)`` HU (a strided sample, no reduction)."""
+    z, h, w = hu.shape
+    out = np.zeros((z, -(-h // f), -(-w // f)), dtype=bool)
+    sample = hu[:, f // 2 :: f, f // 2 :: f]
+    out[:, : sample.shape[1], : sample.shape[2]] = (sample > lo) & (sample < hi)
+    return out
 
 
 def estimate_intracranial(volume: Volume) -> IntracranialSpace:
@@ -272,15 +318,19 @@ def estimate_intracranial(volume: Volume) -> IntracranialSpace:
     z, h, w = hu.shape
     _, sy, sx = volume.spacing
     f = block_factor(min(sy, sx))
-    bone_hit = hu > np.float32(BONE_HU)
-    bone_count = block_counts(bone_hit, f)
-    bone_fraction = float(np.count_nonzero(bone_hit)) / bone_hit.size
-    del bone_hit
+    hit = hu > np.float32(BONE_HU)
+    bone_count = block_counts(hit, f)
+    bone_fraction = float(np.count_nonzero(hit)) / hit.size
+    np.greater_equal(hu, np.float32(TABLE_HU), out=hit)
+    table_count = block_counts(hit, f)
+    del hit
     radius = max(1, round(CLOSE_MM / (f * max(sy, sx))))
-    cavity = cavity_blocks(bone_count > 0, radius)
+    soft = sample_blocks(hu, f, *SOFT_HU)
+    air = sample_blocks(hu, f, -np.inf, AIR_HU)
+    cavity = cavity_blocks(bone_count > 0, soft, air, radius)
     region = dilate_square(cavity, 1)
-    nonbone = valid_counts(h, w, f)[None] - bone_count
-    voxels = int(nonbone.sum(where=region, dtype=np.int64))
+    inside = valid_counts(h, w, f)[None] - table_count
+    voxels = int(inside.sum(where=region, dtype=np.int64))
     areas = np.count_nonzero(cavity, axis=(1, 2))
     widest = max(int(areas.max()), 1)
     return IntracranialSpace(
