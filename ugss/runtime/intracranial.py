@@ -303,12 +303,13 @@ def cavity_blocks(bone: np.ndarray, soft: np.ndarray, air: np.ndarray, radius: i
     return cavity
 
 
-def sample_blocks(hu: np.ndarray, f: int, lo: float, hi: float) -> np.ndarray:
-    """Blocks whose centre pixel lies in ``(lo, hi)`` HU (a strided sample, no reduction)."""
+def block_sample(hu: np.ndarray, f: int) -> np.ndarray:
+    """The HU of each block's centre pixel ``(z, ceil(H/f), ceil(W/f))`` (one strided copy;
+    edge blocks cut by the plane read as air)."""
     z, h, w = hu.shape
-    out = np.zeros((z, -(-h // f), -(-w // f)), dtype=bool)
+    out = np.full((z, -(-h // f), -(-w // f)), -1000.0, dtype=np.float32)
     sample = hu[:, f // 2 :: f, f // 2 :: f]
-    out[:, : sample.shape[1], : sample.shape[2]] = (sample > lo) & (sample < hi)
+    out[:, : sample.shape[1], : sample.shape[2]] = sample
     return out
 
 
@@ -320,14 +321,14 @@ def estimate_intracranial(volume: Volume) -> IntracranialSpace:
     f = block_factor(min(sy, sx))
     hit = hu > np.float32(BONE_HU)
     bone_count = block_counts(hit, f)
-    bone_fraction = float(np.count_nonzero(hit)) / hit.size
     np.greater_equal(hu, np.float32(TABLE_HU), out=hit)
     table_count = block_counts(hit, f)
     del hit
+    bone_fraction = float(bone_count.sum(dtype=np.int64)) / hu.size
     radius = max(1, round(CLOSE_MM / (f * max(sy, sx))))
-    soft = sample_blocks(hu, f, *SOFT_HU)
-    air = sample_blocks(hu, f, -np.inf, AIR_HU)
-    cavity = cavity_blocks(bone_count > 0, soft, air, radius)
+    sample = block_sample(hu, f)
+    soft = (sample > np.float32(SOFT_HU[0])) & (sample < np.float32(SOFT_HU[1]))
+    cavity = cavity_blocks(bone_count > 0, soft, sample < np.float32(AIR_HU), radius)
     region = dilate_square(cavity, 1)
     inside = valid_counts(h, w, f)[None] - table_count
     voxels = int(inside.sum(where=region, dtype=np.int64))
