@@ -53,12 +53,12 @@ def draw_artefacts(rng: np.random.Generator, kernel: str | None = None) -> Artef
         bh_phase=rng.uniform(0.0, 2 * np.pi),
         cup_hu=rng.uniform(2.0, 6.0),
         holder=bool(rng.random() < 0.85),
-        pad_mm=rng.uniform(6.0, 14.0),
+        pad_mm=rng.uniform(3.0, 9.0),
         shell_mm=rng.uniform(3.0, 6.0),
         shell_hu=rng.uniform(100.0, 300.0),
         pad_hu=rng.uniform(-900.0, -700.0),
         table=bool(rng.random() < 0.7),
-        table_gap=rng.uniform(2.0, 15.0),
+        table_gap=rng.uniform(1.0, 6.0),
         table_mm=rng.uniform(10.0, 25.0),
         table_hu=rng.uniform(150.0, 400.0),
     )
@@ -114,7 +114,7 @@ def support_plane(art: Artefacts, grid, center_ras: np.ndarray, reach: float):
     behind = ramp(-y - np.float32(0.25 * reach), pix)  # posterior: RAS −y
     hu = np.full((ny, nx), -1000.0, dtype=np.float32)
     weight = np.zeros((ny, nx), dtype=np.float32)
-    r0 = np.float32(reach + 3.0)
+    r0 = np.float32(reach + 1.0)
     if art.holder:
         pad = sheet(r - (r0 + art.pad_mm / 2), art.pad_mm / 2, pix) * behind
         shell = sheet(r - (r0 + art.pad_mm + art.shell_mm / 2), art.shell_mm / 2, pix) * behind

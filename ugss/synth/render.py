@@ -28,7 +28,7 @@ from ugss.synth.fields import DirectionalField, LatticeField, pool_planes, upsam
 from ugss.synth.geometry import HeadPose, ScanGrid, box_corners, head_coords, sphere_directions
 from ugss.synth.hemorrhage import Bleed, ExtraAxial, Intraparenchymal, type_code
 from ugss.synth.partial import ramp, sheet
-from ugss.synth.skullbase import base_parts, petrous_layers, plate_layers
+from ugss.synth.skullbase import base_parts, ellipsoid_sd, petrous_layers, plate_layers
 
 AIR_HU = -1000.0
 MIN_HU, MAX_HU = -1024.0, 3071.0
@@ -272,6 +272,7 @@ def paint_anatomy(scene: Scene, geo: Geo, box, struct: np.ndarray):
     del hw, taper
     _paint_fissure(scene, geo, box, hu, brain)
     _paint_deep(scene, geo, box, hu, brain)
+    _paint_fourth(scene, geo, box, hu, brain)
     _paint_frontal_sinus(scene, geo, box, hu, below_scalp)
     if geo.d_floor is not None:
         _paint_base(scene, geo, box, hu, struct)
@@ -367,6 +368,18 @@ def _paint_deep(scene: Scene, geo: Geo, box, hu: np.ndarray, brain: np.ndarray) 
         np.float32(scene.anat.hu.csf),
         ramp(-ventricle_sd(g.u, g.v, g.w, vent), pix) * brain[rel],
     )
+
+
+def _paint_fourth(scene: Scene, geo: Geo, box, hu: np.ndarray, brain: np.ndarray) -> None:
+    """The fourth ventricle: a small CSF slit in the midline of the posterior fossa."""
+    base = scene.anat.base
+    fourth = (0.0, base.v_back + 30.0, base.middle - 4.0)
+    rel = _sub_box(scene, box, box_corners(np.array(fourth), 10.0))
+    if rel is None:
+        return
+    g = geo.sub(rel)
+    sd = ellipsoid_sd(g.u, g.v, g.w, fourth, (7.0, 3.5, 7.0))
+    _lerp(hu[rel], np.float32(scene.anat.hu.csf), ramp(-sd, geo.pix) * brain[rel])
 
 
 def paint_bleeds(
