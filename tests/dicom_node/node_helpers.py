@@ -130,7 +130,13 @@ def send_files(
 
 
 def send_raw(
-    port: int, sop_class: str, sop_uid: str, payload: bytes, *, called: str = "UGSS"
+    port: int,
+    sop_class: str,
+    sop_uid: str,
+    payload: bytes,
+    *,
+    called: str = "UGSS",
+    transfer_syntax: str = ExplicitVRLittleEndian,
 ) -> int:
     """C-STORE whose data set is ``payload`` as is (malformed traffic pynetdicom would not send)."""
     from io import BytesIO
@@ -139,7 +145,7 @@ def send_raw(
 
     ae = AE(ae_title="RAW")
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
-    ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    ae.add_requested_context(sop_class, transfer_syntax)
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     assert assoc.is_established
     try:
@@ -149,7 +155,7 @@ def send_raw(
         req.AffectedSOPClassUID = sop_class
         req.AffectedSOPInstanceUID = sop_uid
         req.DataSet = BytesIO(payload)
-        context = assoc._get_valid_context(sop_class, ExplicitVRLittleEndian, "scu")
+        context = assoc._get_valid_context(sop_class, transfer_syntax, "scu")
         assoc._reactor_checkpoint.clear()
         while not assoc._is_paused:
             time.sleep(0.0001)

@@ -40,7 +40,9 @@ def _series_uid(files: list[Path]) -> str:
 
 
 def test_concurrent_senders_store_once_and_answer_once(make_node, pacs, many_series):
-    node = make_node(pacs=pacs, quiet_period_s=1.5, max_associations=12)
+    node = make_node(
+        pacs=pacs, quiet_period_s=1.5, max_associations=12, max_associations_per_peer=12
+    )
     port = node.address[1]
     dcmtk, pynet = many_series[0:3], many_series[3:6]
     mixed_a, mixed_b, split = many_series[6], many_series[7], many_series[8]

@@ -54,8 +54,19 @@ HELP = {
     f"(default {_D.quiet_period_s:g}).",
     "overlay": "Also send a secondary-capture overlay series (not for diagnosis).",
     "max_associations": f"Concurrent associations accepted (default {_D.max_associations}).",
-    "network_timeout_s": "Idle seconds before a silent peer is dropped "
-    f"(default {_D.network_timeout_s:g}).",
+    "max_associations_per_peer": "Concurrent connections from one IP address, at most "
+    f"max-associations (default {_D.max_associations_per_peer}).",
+    "network_timeout_s": "Seconds a silent or stalled peer (idle association, partial PDU, TLS "
+    f"handshake) is given before it is dropped (default {_D.network_timeout_s:g}).",
+    "max_series_per_hour": "New series one peer (AE@host) may start per hour; more get 0xA700 "
+    f"(default {_D.max_series_per_hour}).",
+    "max_slices_per_series": f"Instances per series (default {_D.max_slices_per_series}).",
+    "max_series_voxels": "Rows x Columns x slices per series, bounding a job's memory "
+    f"(default {_D.max_series_voxels}).",
+    "decode_memory_mb": "Address-space limit of the process that decodes compressed pixel data "
+    f"(default {_D.decode_memory_mb}).",
+    "decode_timeout_s": "Seconds that process may take per series before the series is "
+    f"quarantined (default {_D.decode_timeout_s:g}).",
     "retry_base_s": f"First delivery retry delay, doubled per try (default {_D.retry_base_s:g}).",
     "retry_max_s": f"Longest delay between delivery tries (default {_D.retry_max_s:g}).",
     "max_attempts": f"Delivery tries before an item is marked failed (default {_D.max_attempts}).",
@@ -102,7 +113,13 @@ def serve(
         bool | None, typer.Option("--overlay/--no-overlay", help=HELP["overlay"])
     ] = None,
     max_associations: Annotated[OptInt, _opt("max_associations")] = None,
+    max_associations_per_peer: Annotated[OptInt, _opt("max_associations_per_peer")] = None,
     network_timeout_s: Annotated[OptFloat, _opt("network_timeout_s")] = None,
+    max_series_per_hour: Annotated[OptInt, _opt("max_series_per_hour")] = None,
+    max_slices_per_series: Annotated[OptInt, _opt("max_slices_per_series")] = None,
+    max_series_voxels: Annotated[OptInt, _opt("max_series_voxels")] = None,
+    decode_memory_mb: Annotated[OptInt, _opt("decode_memory_mb")] = None,
+    decode_timeout_s: Annotated[OptFloat, _opt("decode_timeout_s")] = None,
     retry_base_s: Annotated[OptFloat, _opt("retry_base_s")] = None,
     retry_max_s: Annotated[OptFloat, _opt("retry_max_s")] = None,
     max_attempts: Annotated[OptInt, _opt("max_attempts")] = None,
@@ -128,6 +145,10 @@ def serve(
         overlay=overlay, max_associations=max_associations, network_timeout_s=network_timeout_s,
         retry_base_s=retry_base_s, retry_max_s=retry_max_s, max_attempts=max_attempts,
         retention_h=retention_h, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+        max_associations_per_peer=max_associations_per_peer,
+        max_series_per_hour=max_series_per_hour, max_slices_per_series=max_slices_per_series,
+        max_series_voxels=max_series_voxels, decode_memory_mb=decode_memory_mb,
+        decode_timeout_s=decode_timeout_s,
     )  # fmt: skip
     if print_config:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))

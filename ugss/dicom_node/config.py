@@ -102,7 +102,13 @@ class NodeConfig:
     quiet_period_s: float = 10.0
     overlay: bool = False
     max_associations: int = 10
+    max_associations_per_peer: int = 5  # connections from one IP; at most max_associations
     network_timeout_s: float = 60.0
+    max_series_per_hour: int = 120
+    max_slices_per_series: int = 1000
+    max_series_voxels: int = 120_000_000
+    decode_memory_mb: int = 1024
+    decode_timeout_s: float = 120.0
     retry_base_s: float = 5.0
     retry_max_s: float = 600.0
     max_attempts: int = 20
@@ -123,6 +129,17 @@ class NodeConfig:
             raise ConfigError(f"network_timeout_s must be > 0, got {self.network_timeout_s}")
         if not 1 <= self.max_associations <= 100:
             raise ConfigError(f"max_associations must be 1..100, got {self.max_associations}")
+        if self.max_associations_per_peer < 1:
+            raise ConfigError(
+                f"max_associations_per_peer must be >= 1, got {self.max_associations_per_peer}"
+            )
+        if self.max_associations_per_peer > self.max_associations:  # never above the global one
+            object.__setattr__(self, "max_associations_per_peer", self.max_associations)
+        for name in ("max_series_per_hour", "max_slices_per_series", "max_series_voxels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.decode_memory_mb < 256 or self.decode_timeout_s <= 0:
+            raise ConfigError("decode_memory_mb must be >= 256 and decode_timeout_s > 0")
         if self.spool_limit_mb < 1:
             raise ConfigError(f"spool_limit_mb must be >= 1, got {self.spool_limit_mb}")
         if self.max_attempts < 1:
@@ -214,6 +231,11 @@ def with_default_peers(cfg: NodeConfig) -> NodeConfig:
 
 
 _PATH_KEYS = {"spool", "results", "model", "tls_cert", "tls_key", "tls_ca"}
+_INT_KEYS = {
+    "port", "max_associations", "max_associations_per_peer", "max_attempts", "spool_limit_mb",
+    "mc_samples", "max_series_per_hour", "max_slices_per_series", "max_series_voxels",
+    "decode_memory_mb",
+}  # fmt: skip
 
 
 def _convert(key: str, value: Any) -> Any:
@@ -225,7 +247,7 @@ def _convert(key: str, value: Any) -> Any:
         )
     if key in _PATH_KEYS:
         return Path(value).expanduser()
-    if key in ("port", "max_associations", "max_attempts", "spool_limit_mb", "mc_samples"):
+    if key in _INT_KEYS:
         return _number(key, value, int)
     if key.endswith("_s") or key.endswith("_h"):
         return _number(key, value, float)

@@ -12,6 +12,7 @@ Result UIDs are deterministic, so a job or delivery replayed after a power loss 
 
 States:
 - series: receiving → queued → processing → done | failed (a new instance reopens it)
+  | quarantined (the decoder process crashed or hit a limit: kept for inspection, never rerun)
 - jobs: queued → running → done | failed (running jobs go back to queued on restart)
 - outbox: pending → sent | failed (retries with backoff until ``max_attempts``)
 """
@@ -85,6 +86,9 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         """,
     ),
 )
+
+
+_OPEN_STATES = ("receiving", "queued", "quarantined")  # a new instance does not reopen these
 
 
 @dataclass(frozen=True)
@@ -217,12 +221,13 @@ class NodeDB:
                 "INSERT INTO instances VALUES (?, ?, ?, ?, ?)",
                 (series_uid, sop_uid, path, size, now),
             )
-            reopened = row is not None and row["state"] not in ("receiving", "queued")
+            reopened = row is not None and row["state"] not in _OPEN_STATES
             if row is not None and row["state"] == "queued":  # not started: wait for the rest
                 c.execute("DELETE FROM jobs WHERE series_uid=? AND state='queued'", (series_uid,))
-            c.execute(
+            c.execute(  # a quarantined series stays so: more slices never rerun the decoder
                 "UPDATE series SET n_instances=n_instances+1, bytes=bytes+?, last_at=?,"
-                " state='receiving', error='' WHERE series_uid=?",
+                " state=CASE state WHEN 'quarantined' THEN state ELSE 'receiving' END,"
+                " error=CASE state WHEN 'quarantined' THEN error ELSE '' END WHERE series_uid=?",
                 (size, now, series_uid),
             )
             n = (row["n_instances"] if row is not None else 0) + 1
@@ -299,6 +304,7 @@ class NodeDB:
         error: str = "",
         result: dict[str, Any] | None = None,
         outbox: list[tuple[str, str, str, str]] = (),  # type: ignore[assignment]
+        series_state: str | None = None,
     ) -> None:
         """Record the outcome and, in the same transaction, the deliveries it needs.
 
@@ -314,7 +320,7 @@ class NodeDB:
             )
             c.execute(
                 "UPDATE series SET state=?, error=? WHERE series_uid=? AND state='processing'",
-                (state, error, job.series_uid),
+                (series_state or state, error, job.series_uid),
             )
             for dest, path, sop_class, sop_uid in outbox:
                 c.execute(
@@ -374,7 +380,8 @@ class NodeDB:
     def expired_series(self, older_than: float) -> list[str]:
         """Finished series whose last instance is older than ``older_than`` (epoch seconds)."""
         rows = self._query(
-            "SELECT series_uid FROM series WHERE state IN ('done', 'failed') AND last_at<? AND"
+            "SELECT series_uid FROM series WHERE state IN ('done', 'failed', 'quarantined') AND"
+            " last_at<? AND"
             " bytes>0 AND NOT EXISTS (SELECT 1 FROM outbox o JOIN jobs j ON o.job_id=j.id"
             " WHERE j.series_uid=series.series_uid AND o.state='pending')",
             (older_than,),

@@ -5,13 +5,23 @@ cut short — so garbage can parse into a "data set". Before anything else the n
 raw bytes: explicit VRs valid, every defined length inside the
 buffer, undefined lengths only where PS3.5 allows them and closed by their delimiters.
 Tag order is not enforced: real archives hold out-of-order private tags that decode fine.
+
+Sizes are bounded before anything is kept: an element other than Pixel Data longer than
+``MAX_ELEMENT_BYTES`` (a 1 GiB private element of zeros, say) is refused, and a deflated data set
+(PS3.5 A.5) is inflated in steps and refused as soon as it passes ``MAX_DATASET_BYTES``, then
+walked like any other — zlib never gets to allocate what the stream claims.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 
-from ugss.dicom_node.dimse import CANNOT_UNDERSTAND, StoreRefusal
+from ugss.dicom_node.dimse import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, StoreRefusal
+
+MAX_ELEMENT_BYTES = 4 * 2**20  # CSA and other private headers of real CTs are < 1 MiB
+MAX_DATASET_BYTES = 64 * 2**20  # a 2048² 16-bit slice is 8 MiB
+_INFLATE_STEP = 2**20
 
 _LONG_VRS = {
     b"OB",
@@ -39,6 +49,26 @@ _MAX_DEPTH = 16
 
 class _Bad(Exception):
     pass
+
+
+def inflate_bounded(data: bytes | memoryview, limit: int = MAX_DATASET_BYTES) -> bytes:
+    """Raw deflate (PS3.5 A.5, RFC 1951) of at most ``limit`` bytes, or a ``StoreRefusal``."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    pending = bytes(data)
+    try:
+        while pending and not inflater.eof:
+            out += inflater.decompress(pending, _INFLATE_STEP)
+            if len(out) > limit:
+                raise StoreRefusal(
+                    DATASET_DOES_NOT_MATCH_SOP_CLASS, f"deflated data set inflates past {limit}"
+                )
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        raise StoreRefusal(CANNOT_UNDERSTAND, "malformed deflated data set") from None
+    if not inflater.eof:
+        raise StoreRefusal(CANNOT_UNDERSTAND, "deflated data set cut short")
+    return bytes(out)
 
 
 def check_encoding(data: bytes | memoryview, *, implicit_vr: bool, little_endian: bool) -> None:
@@ -107,6 +137,11 @@ class _Walker:
             return self._sequence(start, end, None, depth)
         if start + length > end:
             raise _Bad(f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past the end")
+        if length > MAX_ELEMENT_BYTES and tag != 0x7FE00010 and vr != b"SQ":
+            raise StoreRefusal(
+                DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) of {length} bytes is over the limit",
+            )
         if vr == b"SQ":
             self._sequence(start, start + length, start + length, depth)
         return start + length

@@ -22,13 +22,19 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ugss.dicom_node.decode import DecodeLimits, slice_reader
 from ugss.dicom_node.overlay import build_overlay
 from ugss.dicom_node.seg import ResultIds, build_seg
 from ugss.dicom_node.sr import VolumeFinding, build_sr
+from ugss.errors import DicomSeriesError
 from ugss.runtime.dicom_series import read_dicom_series_with_refs, write_dicom_series
 from ugss.runtime.engines import Engine
 from ugss.runtime.segment import segment_volume
 from ugss.runtime.volume import Volume
+
+# Attributes every slice of one series must share (PS3.3 C.7.1.1, C.7.2.1): slices from two
+# patients or studies under one Series Instance UID are refused, never segmented together.
+IDENTITY_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,17 @@ def result_dir(results: Path, study_uid: str, series_uid: str, version: int) -> 
     return results / study_uid / series_uid / f"v{version}"
 
 
+def check_identity(headers: tuple[Dataset, ...]) -> None:
+    """``DicomSeriesError`` naming the attribute (never its values) if the slices disagree."""
+    for keyword in IDENTITY_KEYWORDS:
+        values = {str(h.get(keyword, "") or "") for h in headers}
+        if len(values) > 1:
+            raise DicomSeriesError(
+                f"slices disagree on {keyword} ({len(values)} different values): "
+                "mixed patients or studies in one series, not processed"
+            )
+
+
 def process_series(
     folder: Path,
     *,
@@ -77,10 +94,16 @@ def process_series(
     results: Path,
     use_mc: bool = True,
     overlay: bool = False,
+    scratch: Path | None = None,
+    decode_limits: DecodeLimits | None = None,
 ) -> JobOutput:
-    """Run the pipeline for one series folder; raises ``DicomSeriesError`` for a bad series."""
+    """Run the pipeline for one series folder; raises ``DicomSeriesError`` for a bad series
+    (``DecodeFailed`` when the decoder process crashed or hit a limit)."""
     t0 = time.perf_counter()
-    volume, info = read_dicom_series_with_refs(folder)
+    scratch = scratch if scratch is not None else Path(tempfile.gettempdir())
+    with slice_reader(folder, scratch, decode_limits or DecodeLimits()) as read_slice:
+        volume, info = read_dicom_series_with_refs(folder, read_slice=read_slice)
+    check_identity(info.headers)
     t1 = time.perf_counter()
     seg = segment_volume(volume, engine, use_mc=use_mc)
     t2 = time.perf_counter()

@@ -7,12 +7,16 @@ thread does the rest. ``handle_store`` is the one boundary where failures become
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sqlite3
 import ssl
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -47,7 +51,7 @@ from ugss.dicom_node.dimse import (
     StoreRefusal,
     status_name,
 )
-from ugss.dicom_node.encoding import check_encoding
+from ugss.dicom_node.encoding import check_encoding, inflate_bounded
 from ugss.dicom_node.log import event as log_event
 from ugss.dicom_node.series import check_instance
 from ugss.dicom_node.spool import Spool
@@ -95,6 +99,7 @@ class ReceiveStats:
     ignored: int = 0
     refused: int = 0
     rejected_associations: int = 0
+    stalled: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str) -> None:
@@ -157,8 +162,8 @@ class Receiver:
 
     def _store(self, event: evt.Event, raw: memoryview) -> int:
         ts = UID(event.context.transfer_syntax)
-        if not ts.is_deflated:
-            check_encoding(raw, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian)
+        plain = inflate_bounded(raw) if ts.is_deflated else raw
+        check_encoding(plain, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian)
         try:  # the structure is sound (check_encoding); elements are parsed when read
             meta = event.file_meta
             ds = event.dataset
@@ -271,6 +276,10 @@ class _QuickAckSocket:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         return self._sock.recv(bufsize)
 
+    def recv_into(self, buffer: memoryview, nbytes: int = 0) -> int:
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return self._sock.recv_into(buffer, nbytes)
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._sock, name)
 
@@ -279,42 +288,168 @@ class _QuickAckSocket:
 # node advertises 256 KiB P-DATA PDUs, and an A-ASSOCIATE-RQ of 128 contexts is well under
 # 100 KiB; a longer PDU is refused unread (connection closed) so one peer costs at most this.
 MAX_PDU_READ = 2 * 2**20
+_RECV_CHUNK = 256 * 2**10
 
 
 class _CappedSocket(AssociationSocket):
-    """An association socket that refuses to read a PDU longer than ``MAX_PDU_READ``."""
+    """An association socket that refuses to read a PDU longer than ``MAX_PDU_READ`` and gives
+    each PDU ``network_timeout`` seconds in all: a peer that announces 1000 bytes and sends six,
+    or drips one byte a second, is dropped with a ``connection_stalled`` line."""
 
     def recv(self, nr_bytes: int) -> bytearray:
+        host = self.assoc.requestor.address
         if nr_bytes > MAX_PDU_READ:
             log_event(
                 "pdu_too_long", level=logging.WARNING, bytes=nr_bytes, limit=MAX_PDU_READ,
-                host=self.assoc.requestor.address,
+                host=host,
             )  # fmt: skip
-            raise OSError(f"PDU of {nr_bytes} bytes is longer than {MAX_PDU_READ}")
-        return super().recv(nr_bytes)
+            return bytearray()  # pynetdicom closes the connection (no traceback)
+        timeout = float(self.assoc.network_timeout or 60.0)
+        deadline = time.monotonic() + timeout
+        buf = bytearray(nr_bytes)
+        view, got = memoryview(buf), 0
+        sock = cast(socket.socket, self.socket)
+        try:
+            while got < nr_bytes:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                n = sock.recv_into(view[got:], min(nr_bytes - got, _RECV_CHUNK))
+                if n == 0:
+                    break  # the peer closed: pynetdicom sees a short read
+                got += n
+        except TimeoutError:
+            server = getattr(self.assoc, "_server", None)
+            _stalled(getattr(server, "stats", None), host, f"{got}/{nr_bytes} PDU bytes", timeout)
+            return bytearray()
+        except OSError:
+            pass  # reset or closed: a short read, handled by pynetdicom as Evt17
+        del view
+        return buf if got == nr_bytes else buf[:got]
+
+
+def _stalled(stats: ReceiveStats | None, host: str, what: str, timeout: float) -> None:
+    if stats is not None:
+        stats.add("stalled")
+    log_event(
+        "connection_stalled", level=logging.WARNING, host=host, waited_s=timeout, read=what,
+        action="dropped",
+    )  # fmt: skip
 
 
 class _CappedRequestHandler(RequestHandler):
+    """Runs in the connection's own thread: the TLS handshake happens here, with a deadline,
+    so a silent client never blocks the accept loop (or shutdown)."""
+
+    server: NodeServer
+
+    def handle(self) -> None:
+        host = str(self.client_address[0])
+        started = False
+        try:
+            if self.server.ssl_context is not None and not self._handshake(host):
+                return
+            assoc = self._create_association()  # as RequestHandler.handle does
+            evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+            with self.server.counting:  # counted as pending or as running, never as both
+                assoc.start()
+                self.server.connection_started(host)
+                started = True
+        finally:
+            if not started:
+                with self.server.counting:
+                    self.server.connection_started(host)
+
+    def _handshake(self, host: str) -> bool:
+        raw = cast(socket.socket, self.request)
+        timeout = float(self.server.ae.acse_timeout or 30.0)
+        raw.settimeout(timeout)
+        deadline = threading.Timer(timeout, _shutdown, (raw,))  # whole handshake, not per read
+        deadline.daemon = True
+        deadline.start()
+        t0 = time.monotonic()
+        try:
+            ctx = cast(ssl.SSLContext, self.server.ssl_context)
+            self.request = ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            waited = time.monotonic() - t0
+            if isinstance(exc, TimeoutError) or waited >= timeout * 0.95:
+                _stalled(self.server.stats, host, "TLS handshake", timeout)
+            else:
+                log_event("tls_refused", level=logging.WARNING, host=host,
+                          reason=type(exc).__name__)  # fmt: skip
+            raw.close()
+            return False
+        finally:
+            deadline.cancel()
+        self.request.settimeout(self.server.ae.network_timeout)
+        return True
+
     def _create_association(self):  # type: ignore[no-untyped-def]
         assoc = super()._create_association()
         assoc.dul.socket.__class__ = _CappedSocket
         return assoc
 
 
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class NodeServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server; accepted plain-TCP connections get NODELAY and QUICKACK;
-    PDUs longer than ``MAX_PDU_READ`` are not read."""
+    """pynetdicom's threaded server, hardened: every accepted socket has a timeout from its first
+    byte, TLS is negotiated in the connection's thread, one IP address holds at most
+    ``per_peer`` connections; plain-TCP connections get NODELAY and QUICKACK."""
+
+    daemon_threads = True  # a stalled handshake never holds shutdown
+    block_on_close = False
+    per_peer = 5
+    stats: ReceiveStats
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.RequestHandlerClass = _CappedRequestHandler
+        self._pending: dict[str, int] = {}
+        self.counting = threading.Lock()
+        self.stats = ReceiveStats()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:  # type: ignore[override]
-        sock, address = super().get_request()
+        sock, address = cast(socket.socket, self.socket).accept()
+        sock.settimeout(self.ae.network_timeout)  # accept() returns a socket without one
         if self.ssl_context is None and hasattr(socket, "TCP_QUICKACK"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return _QuickAckSocket(sock), address  # type: ignore[return-value]
-        return sock, address  # TLS: pynetdicom checks isinstance(SSLSocket); leave it alone
+        return sock, address  # TLS: wrapped in the connection's thread (_CappedRequestHandler)
+
+    def verify_request(self, request, client_address) -> bool:  # type: ignore[no-untyped-def]
+        """At most ``per_peer`` connections per IP address (handshaking or associated)."""
+        host = str(client_address[0])
+        if self.per_peer >= self.ae.maximum_associations:
+            return True  # the global limit answers with A-ASSOCIATE-RJ (PS3.8 9.3.4)
+        with self.counting:
+            held = self._pending.get(host, 0) + sum(
+                1 for a in self.active_associations if a.requestor.address == host
+            )
+            if held < self.per_peer:
+                self._pending[host] = self._pending.get(host, 0) + 1
+                return True
+        self.stats.add("rejected_associations")
+        log_event("connection_refused", level=logging.WARNING, host=host,
+                  reason="per-peer connection limit", limit=self.per_peer)  # fmt: skip
+        return False
+
+    def connection_started(self, host: str) -> None:
+        """The connection's association thread runs (or it ended): no longer pending.
+        Called with ``counting`` held."""
+        n = self._pending.get(host, 0) - 1
+        if n > 0:
+            self._pending[host] = n
+        else:
+            self._pending.pop(host, None)
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """One line, never a traceback per connection."""
+        exc = sys.exc_info()[1]
+        log_event("connection_error", level=logging.WARNING, host=str(client_address[0]),
+                  error=type(exc).__name__)  # fmt: skip
 
 
 def start_scp(
@@ -337,6 +472,8 @@ def start_scp(
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {config.bind}:{config.port}: {exc.strerror}") from None
+    server.per_peer = config.max_associations_per_peer
+    server.stats = stats
     ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it
     thread = threading.Thread(target=server.serve_forever, name="ugss-node-scp", daemon=True)
     thread.start()

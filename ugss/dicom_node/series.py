@@ -18,10 +18,15 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, CTImageStorage
 
+from ugss.dicom_node.codestream import ImageClaim, check_frame
 from ugss.dicom_node.dimse import DATASET_DOES_NOT_MATCH_SOP_CLASS, StoreRefusal
 from ugss.dicom_node.spool import checked_uid
 
 AXIAL_MIN_COS = 0.9  # |normal · z| above this counts as axial (tilt up to ~25°; the reader decides)
+# Rows × Columns of one slice, for every transfer syntax (CT is 512², rarely 1024²): a header
+# claiming more is refused before anything is decoded or allocated.
+MAX_SLICE_PIXELS = 2048 * 2048
+BITS_ALLOCATED = (8, 16)  # PS3.3 C.8.2.1.1.4 says 16 for CT; 8 is tolerated
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,14 @@ def _check_geometry(ds: Dataset) -> None:
             raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, f"missing or bad {keyword}")
     if _int(ds.get("SamplesPerPixel"), 1) != 1:
         raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "CT image with SamplesPerPixel != 1")
+    rows, cols, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+    if rows * cols > MAX_SLICE_PIXELS:
+        raise StoreRefusal(
+            DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"{rows}x{cols} pixels: more than {MAX_SLICE_PIXELS} per slice",
+        )
+    if bits not in BITS_ALLOCATED or not 1 <= _int(ds.get("BitsStored"), bits) <= bits:
+        raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, f"bad BitsAllocated/BitsStored {bits}")
 
 
 def _check_pixel_data(ds: Dataset) -> None:
@@ -101,11 +114,16 @@ def _check_pixel_data(ds: Dataset) -> None:
         raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "unreadable PixelData")
     ts = UID(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else UID("")
     frames = _int(ds.get("NumberOfFrames"), 1)
-    if ts.is_encapsulated:
-        if _count_fragments(data) < 1:
-            raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "no PixelData fragments")
-        return
     expected = int(ds.Rows) * int(ds.Columns) * frames * int(ds.BitsAllocated) // 8
+    if ts.is_encapsulated:
+        fragments = _fragments(data)
+        if not fragments:
+            raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "no PixelData fragments")
+        if sum(len(f) for f in fragments) > 2 * expected + 65536:  # no codec doubles its input
+            raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "compressed frame larger than 2x")
+        claim = ImageClaim(int(ds.Rows), int(ds.Columns), 1, int(ds.BitsAllocated))
+        check_frame(ts, bytes(fragments[0]), claim)
+        return
     if len(data) < expected:
         raise StoreRefusal(
             DATASET_DOES_NOT_MATCH_SOP_CLASS,
@@ -118,9 +136,10 @@ def _check_pixel_data(ds: Dataset) -> None:
         )
 
 
-def _count_fragments(data: bytes) -> int:
+def _fragments(data: bytes) -> list[memoryview]:
     """PS3.5 A.4: items (FFFE,E000) after the Basic Offset Table, each wholly inside ``data``."""
-    pos, items = 0, 0
+    pos, items = 0, []
+    view = memoryview(data)
     while pos + 8 <= len(data):
         group, elem, length = struct.unpack_from("<HHL", data, pos)
         tag = group << 16 | elem
@@ -128,9 +147,9 @@ def _count_fragments(data: bytes) -> int:
             break
         if tag != 0xFFFEE000 or length == 0xFFFFFFFF or pos + 8 + length > len(data):
             raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "broken encapsulated PixelData")
+        items.append(view[pos + 8 : pos + 8 + length])
         pos += 8 + length
-        items += 1
-    return items - 1  # the first item is the Basic Offset Table
+    return items[1:]  # the first item is the Basic Offset Table
 
 
 def _as_list(value: object) -> list:

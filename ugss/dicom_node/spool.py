@@ -12,9 +12,11 @@ validated (PS3.5 9.1) before they become path components, so ``../../x`` never r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from ugss.dicom_node.dimse import (
     OUT_OF_RESOURCES,
     StoreRefusal,
 )
+from ugss.errors import ConfigError
 
 # PS3.5 9.1: components of digits, no leading zero (except "0" itself), at most 64 characters.
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
@@ -44,6 +47,26 @@ def checked_uid(value: object, what: str) -> str:
     return str(value)
 
 
+def _checked_dir(path: Path, loose: int) -> None:
+    """Create ``path`` (0700), or accept it only as a real folder of ours that others cannot write.
+
+    A symlinked ``incoming/`` would make the start-up clean-up delete someone else's files and a
+    symlinked ``series/`` would put instances elsewhere; a 0777 spool lets anyone swap files.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"spool folder {path} is a symlink or not a folder")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"spool folder {path} belongs to uid {st.st_uid}, not to this user")
+    if st.st_mode & loose:
+        raise ConfigError(
+            f"spool folder {path} has mode {stat.S_IMODE(st.st_mode):04o}: too open "
+            f"(nothing of {loose:04o} allowed; chmod 0700)"
+        )
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -60,19 +83,28 @@ class Spool:
         self.limit_bytes = int(limit_bytes)
         self.incoming = self.root / "incoming"
         self.series_root = self.root / "series"
+        self.scratch = self.root / "scratch"  # decoded slices of the running job
         self._lock = threading.Lock()
         self._used = int(used_bytes)
         self._reserved = 0
-        for d in (self.root, self.incoming, self.series_root):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _checked_dir(self.root, 0o022)  # systemd's StateDirectoryMode=0750 is fine
+        for d in (self.incoming, self.series_root, self.scratch):
+            _checked_dir(d, 0o077)
         self.clear_incoming()
 
     def clear_incoming(self) -> int:
-        """Remove partial files left by a crash; they were never acknowledged."""
+        """Remove partial files left by a crash (never acknowledged) and stale decoded slices.
+
+        Entries are removed by name: a link is unlinked, never followed.
+        """
         n = 0
-        for p in self.incoming.iterdir():
-            p.unlink(missing_ok=True)
-            n += 1
+        for folder in (self.incoming, self.scratch):
+            for p in folder.iterdir():
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                n += 1
         return n
 
     @property

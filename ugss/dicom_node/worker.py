@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ugss.dicom_node.config import NodeConfig
 from ugss.dicom_node.db import Job, NodeDB
+from ugss.dicom_node.decode import DecodeFailed, DecodeLimits
 from ugss.dicom_node.jobs import process_series, warm_up
 from ugss.dicom_node.log import event as log_event
 from ugss.dicom_node.spool import Spool
@@ -96,7 +97,16 @@ class Worker(threading.Thread):
                 results=self.config.results_dir,
                 use_mc=use_mc,
                 overlay=self.config.overlay,
+                scratch=self.spool.scratch,
+                decode_limits=DecodeLimits(
+                    self.config.decode_memory_mb, self.config.decode_timeout_s
+                ),
             )
+        except DecodeFailed as exc:  # the decoder died, not the node: never retried
+            self.db.finish_job(job, ok=False, error=str(exc), series_state="quarantined")
+            log_event("series_quarantined", level=logging.WARNING, job=job.id,
+                      series=job.series_uid, version=job.version, reason=str(exc))  # fmt: skip
+            return
         except UGSSError as exc:
             self.db.finish_job(job, ok=False, error=str(exc), result={"wait_s": round(wait_s, 3)})
             log_event("series_rejected", level=logging.WARNING, job=job.id,

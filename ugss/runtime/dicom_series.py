@@ -12,6 +12,7 @@ negating x and y. Deployment side: pydicom and numpy only, never torch.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +98,17 @@ def read_dicom_series(folder: str | Path) -> Volume:
     return read_dicom_series_with_refs(folder)[0]
 
 
-def read_dicom_series_with_refs(folder: str | Path) -> tuple[Volume, DicomSeriesInfo]:
-    """Like ``read_dicom_series``, plus the files and headers of the source images."""
+SliceReader = Callable[[Path, int, int], np.ndarray]
+
+
+def read_dicom_series_with_refs(
+    folder: str | Path, *, read_slice: SliceReader | None = None
+) -> tuple[Volume, DicomSeriesInfo]:
+    """Like ``read_dicom_series``, plus the files and headers of the source images.
+
+    ``read_slice(path, rows, cols)`` returns one slice in HU (default ``read_slice_hu``); a
+    caller may decode elsewhere, e.g. in a process a decoder crash cannot take down.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DicomSeriesError(f"{folder}: not a folder")
@@ -107,8 +117,9 @@ def read_dicom_series_with_refs(folder: str | Path) -> tuple[Volume, DicomSeries
     rows, cols = int(slices[0].header.Rows), int(slices[0].header.Columns)
 
     stack = np.empty((len(slices), rows, cols), dtype=np.float32)  # (k, j, i)
+    read = read_slice or read_slice_hu
     for k, s in enumerate(slices):
-        stack[k] = _read_hu(s.path, rows, cols)
+        stack[k] = read(s.path, rows, cols)
 
     row_spacing, col_spacing = (float(v) for v in slices[0].header.PixelSpacing)
     step = (slices[-1].position - slices[0].position) / (len(slices) - 1)
@@ -328,7 +339,7 @@ def _check_positions(slices: list[_Slice], normal: np.ndarray) -> None:
 # --- pixels ----------------------------------------------------------------------------------
 
 
-def _read_hu(path: Path, rows: int, cols: int) -> np.ndarray:
+def read_slice_hu(path: Path, rows: int, cols: int) -> np.ndarray:
     """One slice's stored values through its own RescaleSlope/RescaleIntercept, as float32 HU."""
     try:
         ds = pydicom.dcmread(path, force=True)
