@@ -396,18 +396,17 @@ def _plan_path(onnx_path: Path) -> Path:
 
 
 def _build_plans(options: ExportOptions, say: Progress) -> list[Artifact]:
-    from .tensorrt import build_engine
+    from .tensorrt import DEFAULT_SLAB, build_engine
 
     out = []
+    batch = min(options.max_batch, DEFAULT_SLAB)  # ugss-infer sends at most this many slices
     for path in [options.det_path] + ([options.onnx] if options.mc else []):
         say(f"building TensorRT engine from {path.name}")
         meta = md.read_onnx_metadata(path)
-        build = build_engine(
-            path, _plan_path(path), meta, fp16=options.fp16, max_batch=options.max_batch
-        )
-        kind = meta["ugss.kind"]
-        note = f"{build.precision}, batch {build.profile[INPUT_NAME][0][0]}–{options.max_batch}"
-        out.append(Artifact(build.plan, kind, "plan", build.seconds, None, note))
+        build = build_engine(path, _plan_path(path), meta, fp16=options.fp16, max_batch=batch)
+        parity = f"; {build.parity.describe()}" if build.parity else ""
+        note = f"{build.path}; {build.precision}, batch 1–{batch}{parity}"
+        out.append(Artifact(build.plan, meta["ugss.kind"], "plan", build.seconds, None, note))
     return out
 
 

@@ -11,6 +11,8 @@ imported when asked for and, when missing, raise ``InputError`` with one line na
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 from dataclasses import dataclass
@@ -192,6 +194,44 @@ def resolve_providers(provider: str) -> list[str]:
     return [wanted] + ([PROVIDERS["cpu"]] if key != "cpu" else [])
 
 
+def profile_batches(info: ModelInfo, max_batch: int) -> tuple[int, int, int]:
+    """Batch sizes ``(min, opt, max)`` of a TensorRT optimization profile: the optimum at the
+    slab ``segment_volume`` sends (``min(auto_batch_size, DEFAULT_SLAB)``)."""
+    from ugss.runtime.segment import DEFAULT_SLAB  # segment imports this module
+
+    return 1, max(1, min(auto_batch_size(info), DEFAULT_SLAB, max_batch)), max_batch
+
+
+def _tensorrt_providers(path: Path, cache_dir: str | Path | None, fp16: bool) -> list[Any]:
+    """onnxruntime's TensorRT provider with explicit profile shapes (no engine rebuild when the
+    last slab is smaller), an engine cache folder and optional fp16; the CUDA provider behind it
+    for nodes TensorRT does not take, and the CPU last."""
+    from ugss.runtime.segment import DEFAULT_SLAB
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    probe = ort.InferenceSession(str(path), opts, providers=[PROVIDERS["cpu"]])
+    info = ModelInfo.from_metadata(probe.get_modelmeta().custom_metadata_map)
+    size, channels = info.input_size, len(info.windows)
+    shapes = [
+        f"{INPUT_NAME}:{b}x{channels}x{size}x{size}" for b in profile_batches(info, DEFAULT_SLAB)
+    ]
+    cache = Path(cache_dir or Path.home() / ".cache" / "ugss" / "trt")
+    cache.mkdir(parents=True, exist_ok=True)
+    options = {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache),
+        "trt_fp16_enable": bool(fp16),
+        "trt_profile_min_shapes": shapes[0],
+        "trt_profile_opt_shapes": shapes[1],
+        "trt_profile_max_shapes": shapes[2],
+    }
+    rest = [p for p in (PROVIDERS["cuda"], PROVIDERS["cpu"]) if p in ort.get_available_providers()]
+    return [(PROVIDERS["tensorrt"], options), *rest]
+
+
 class OnnxEngine:
     """One onnxruntime session, created once and reused.
 
@@ -208,6 +248,7 @@ class OnnxEngine:
         threads: int | None = None,
         seed: int | None = 0,
         trt_cache_dir: str | Path | None = None,
+        trt_fp16: bool = False,
     ) -> None:
         path = Path(path)
         if not path.is_file():
@@ -220,13 +261,9 @@ class OnnxEngine:
                 raise InputError(f"--threads must be >= 1, got {threads}")
             opts.intra_op_num_threads = threads
         providers: list[Any] = list(resolve_providers(provider))
-        if providers[0] == PROVIDERS["tensorrt"]:
-            cache = Path(trt_cache_dir or Path.home() / ".cache" / "ugss" / "trt")
-            cache.mkdir(parents=True, exist_ok=True)
-            providers[0] = (
-                providers[0],
-                {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)},
-            )
+        wanted = providers[0]
+        if wanted == PROVIDERS["tensorrt"]:
+            providers = _tensorrt_providers(path, trt_cache_dir, trt_fp16)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises several kinds for a bad file
@@ -254,11 +291,15 @@ class OnnxEngine:
             noise = _noise_shape(self.info, list(inputs[NOISE_INPUT_NAME].shape), str(path))
         self.noise = _NoiseSource(noise, seed)
         self.provider = self.session.get_providers()[0]
+        self.fallback = "" if self.provider == wanted else f"asked for {wanted}"
+        if self.fallback:
+            log.warning("%s: onnxruntime %s, running on %s", path, self.fallback, self.provider)
         log.info("loaded %s (%s, %s) on %s", path, self.info.name, self.info.kind, self.provider)
 
     @property
     def description(self) -> str:
-        return f"onnxruntime {ort.__version__} {self.provider}"
+        fell = f" ({self.fallback}, not available)" if self.fallback else ""
+        return f"onnxruntime {ort.__version__} {self.provider}{fell}"
 
     def reseed(self, seed: int | None) -> None:
         self.noise.reseed(seed)
@@ -270,7 +311,25 @@ class OnnxEngine:
         return _split_outputs(self.info, values, batch.shape[0])
 
 
-def _read_sidecar(path: Path) -> ModelInfo:
+PLAN_TRT_VERSION_KEY = "ugss.export.tensorrt_version"  # written beside a plan by ugss-export
+PLAN_PROFILE_KEY = "ugss.export.profile"  # {input: [min, opt, max] shapes}, JSON
+
+
+def cuda_device_count() -> int:
+    """NVIDIA GPUs visible through the driver API (no CUDA toolkit, torch or tensorrt needed)."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return int(count.value)
+    return 0
+
+
+def _read_sidecar(path: Path) -> dict[str, str]:
     """A TensorRT plan has no metadata of its own: ugss-export writes it as JSON beside it."""
     for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
         if candidate.is_file():
@@ -278,37 +337,94 @@ def _read_sidecar(path: Path) -> ModelInfo:
                 meta = json.loads(candidate.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise InputError(f"{candidate}: unreadable model metadata ({exc})") from exc
-            return ModelInfo.from_metadata({str(k): str(v) for k, v in meta.items()})
+            return {str(k): str(v) for k, v in meta.items()}
     raise InputError(f"{path}: no metadata file beside the plan ({path.name}.json)")
+
+
+def _same_tensorrt(path: Path, built: str | None, installed: str) -> None:
+    """Plans load only into the TensorRT version that built them (major.minor.patch)."""
+    if built and built.split(".")[:3] != installed.split(".")[:3]:
+        raise InputError(
+            f"{path}: built with TensorRT {built}, this is TensorRT {installed}; rebuild it "
+            "here with ugss-export --trt (plans are tied to one TensorRT version)"
+        )
+
+
+def _import_tensorrt(path: Path) -> tuple[Any, Any]:
+    try:
+        import tensorrt as trt
+
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            from cuda import cudart  # older cuda-python
+    except ImportError as exc:
+        raise InputError(
+            f"{path}: running a TensorRT plan needs the tensorrt and cuda-python packages "
+            f"and an NVIDIA GPU ({exc.name} is not installed; pip install 'ugss[trt]')"
+        ) from exc
+    return trt, cudart
+
+
+class _Cuda:
+    """The few cuda-python runtime calls the plan runner makes, each checked."""
+
+    def __init__(self, cudart: Any) -> None:
+        self.rt = cudart
+        self.h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self.d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+
+    def call(self, name: str, *args: Any) -> Any:
+        result = getattr(self.rt, name)(*args)
+        err, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
+        if int(err) != 0:
+            raise RuntimeError(f"CUDA error in {name}: {err}")
+        return rest[0] if len(rest) == 1 else rest
+
+
+@dataclass(frozen=True, eq=False)
+class _Buffer:
+    """One I/O tensor: device memory and pinned host memory for the profile's largest shape."""
+
+    name: str
+    device: int
+    host_ptr: int
+    host: np.ndarray  # flat view of the pinned memory, the tensor's dtype
+    nbytes: int
+
+
+def _pinned(cuda: _Cuda, name: str, shape: tuple[int, ...], dtype: np.dtype) -> _Buffer:
+    nbytes = max(int(np.prod(shape)) * dtype.itemsize, dtype.itemsize)
+    device = int(cuda.call("cudaMalloc", nbytes))
+    host_ptr = int(cuda.call("cudaMallocHost", nbytes))
+    raw = (ctypes.c_byte * nbytes).from_address(host_ptr)
+    host = np.frombuffer(raw, dtype=np.uint8).view(dtype)
+    return _Buffer(name, device, host_ptr, host, nbytes)
 
 
 class TensorRTEngine:
     """A serialized TensorRT engine (``.plan``) run with ``tensorrt`` and ``cuda-python``.
 
-    Uses the TensorRT 10 tensor API (``set_input_shape``, ``set_tensor_address``,
-    ``execute_async_v3``). Model metadata is read from ``<plan>.json``.
+    TensorRT 10/11 tensor API (``set_input_shape``, ``set_tensor_address``,
+    ``execute_async_v3``). Model metadata, the TensorRT version and the optimization profile are
+    read from ``<plan>.json``. Device buffers and pinned host buffers are allocated once, for the
+    profile's largest batch; a call copies in, runs and copies out asynchronously on one stream
+    and synchronizes once. Batches larger than the profile allows are run in pieces.
     """
 
     def __init__(self, path: str | Path, *, seed: int | None = 0) -> None:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: TensorRT plan not found")
-        try:
-            import tensorrt as trt
-
-            try:
-                from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-            except ImportError:
-                from cuda import cudart  # older cuda-python
-        except ImportError as exc:
-            raise InputError(
-                f"{path}: running a TensorRT plan needs the tensorrt and cuda-python packages "
-                f"and an NVIDIA GPU ({exc.name} is not installed; pip install 'ugss[trt]')"
-            ) from exc
-        self.info = _read_sidecar(path)
-        self._trt, self._cudart = trt, cudart
-        logger = trt.Logger(trt.Logger.WARNING)
-        self._engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
+        trt, cudart = _import_tensorrt(path)
+        meta = _read_sidecar(path)
+        self.info = ModelInfo.from_metadata(meta)
+        _same_tensorrt(path, meta.get(PLAN_TRT_VERSION_KEY), str(trt.__version__))
+        if cuda_device_count() < 1:
+            raise InputError(f"{path}: a TensorRT plan needs an NVIDIA GPU; none is visible")
+        self._trt, self._cuda, self.path = trt, _Cuda(cudart), path
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise InputError(f"{path}: TensorRT could not load this plan (other version or GPU?)")
         self._context = self._engine.create_execution_context()
@@ -321,9 +437,30 @@ class TensorRTEngine:
             dims = list(self._engine.get_tensor_shape(NOISE_INPUT_NAME))
             noise = _noise_shape(self.info, [d if d > 0 else None for d in dims], str(path))
         self.noise = _NoiseSource(noise, seed)
-        err, self._stream = cudart.cudaStreamCreate()
-        self._check(err)
-        self.path = path
+        self.max_batch = self._profile_max_batch(meta)
+        self._stream = self._cuda.call("cudaStreamCreate")
+        self._buffers = self._allocate(names)
+
+    def _profile_max_batch(self, meta: dict[str, str]) -> int:
+        """Largest batch of the plan's profile: from the sidecar, else from the engine."""
+        if PLAN_PROFILE_KEY in meta:
+            try:
+                return int(json.loads(meta[PLAN_PROFILE_KEY])[INPUT_NAME][2][0])
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise InputError(f"{self.path}: bad profile in the plan's metadata") from exc
+        _lo, _opt, hi = self._engine.get_tensor_profile_shape(INPUT_NAME, 0)
+        return int(hi[0])
+
+    def _allocate(self, names: list[str]) -> dict[str, _Buffer]:
+        size, channels = self.info.input_size, len(self.info.windows)
+        self._set_shapes((self.max_batch, channels, size, size))
+        buffers = {}
+        for name in names:
+            shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
+            dtype = np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
+            buffers[name] = _pinned(self._cuda, name, shape, dtype)
+            self._context.set_tensor_address(name, buffers[name].device)
+        return buffers
 
     @property
     def description(self) -> str:
@@ -332,43 +469,62 @@ class TensorRTEngine:
     def reseed(self, seed: int | None) -> None:
         self.noise.reseed(seed)
 
-    def _check(self, err: Any) -> None:
-        if int(err) != 0:
-            raise RuntimeError(f"CUDA error {err}")
+    def _set_shapes(self, image_shape: tuple[int, ...]) -> None:
+        shapes = {INPUT_NAME: image_shape}
+        if self.noise.shape is not None:
+            shapes[NOISE_INPUT_NAME] = self.noise.shape
+        for name, shape in shapes.items():
+            if not self._context.set_input_shape(name, shape):
+                raise InputError(
+                    f"{self.path}: input {name} of shape {list(shape)} is outside the plan's "
+                    f"optimization profile (batch 1..{getattr(self, 'max_batch', '?')}, "
+                    f"{self.info.input_size}² pixels)"
+                )
 
     def run(self, batch: np.ndarray) -> EngineOutput:
-        cudart = self._cudart
-        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32), **self.noise.feed()}
-        buffers: list[int] = []
-        try:
-            for name, array in feed.items():
-                self._context.set_input_shape(name, array.shape)
-                err, ptr = cudart.cudaMalloc(array.nbytes)
-                self._check(err)
-                buffers.append(ptr)
-                self._check(cudart.cudaMemcpy(ptr, array.ctypes.data, array.nbytes, h2d)[0])
-                self._context.set_tensor_address(name, ptr)
-            host: dict[str, np.ndarray] = {}
-            for name in self.outputs:
-                shape = tuple(self._context.get_tensor_shape(name))
-                dtype = self._trt.nptype(self._engine.get_tensor_dtype(name))
-                host[name] = np.empty(shape, dtype=dtype)
-                err, ptr = cudart.cudaMalloc(max(host[name].nbytes, 1))
-                self._check(err)
-                buffers.append(ptr)
-                self._context.set_tensor_address(name, ptr)
-            if not self._context.execute_async_v3(self._stream):
-                raise RuntimeError("TensorRT execution failed")
-            self._check(cudart.cudaStreamSynchronize(self._stream)[0])
-            for name, ptr in zip(self.outputs, buffers[len(feed) :], strict=True):
-                out = host[name]
-                self._check(cudart.cudaMemcpy(out.ctypes.data, ptr, out.nbytes, d2h)[0])
-        finally:
-            for ptr in buffers:
-                cudart.cudaFree(ptr)
-        return _split_outputs(self.info, host, batch.shape[0])
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        parts = [
+            self._run_part(batch[i : i + self.max_batch])
+            for i in range(0, batch.shape[0], self.max_batch)
+        ]
+        if len(parts) == 1:
+            return _split_outputs(self.info, parts[0], batch.shape[0])
+        joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return _split_outputs(self.info, joined, batch.shape[0])
+
+    def _run_part(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        cuda, stream = self._cuda, self._stream
+        self._set_shapes(tuple(batch.shape))
+        for name, array in {INPUT_NAME: batch, **self.noise.feed()}.items():
+            buf = self._buffers[name]
+            flat = np.asarray(array, dtype=buf.host.dtype).reshape(-1)
+            buf.host[: flat.size] = flat
+            cuda.call("cudaMemcpyAsync", buf.device, buf.host_ptr, flat.nbytes, cuda.h2d, stream)
+        if not self._context.execute_async_v3(stream):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed")
+        shapes = {n: tuple(int(d) for d in self._context.get_tensor_shape(n)) for n in self.outputs}
+        for name in self.outputs:
+            buf = self._buffers[name]
+            nbytes = int(np.prod(shapes[name])) * buf.host.dtype.itemsize
+            cuda.call("cudaMemcpyAsync", buf.host_ptr, buf.device, nbytes, cuda.d2h, stream)
+        cuda.call("cudaStreamSynchronize", stream)
+        return {
+            n: self._buffers[n].host[: int(np.prod(s))].reshape(s).copy() for n, s in shapes.items()
+        }
+
+    def close(self) -> None:
+        """Free the device and pinned buffers (also done when the engine is collected)."""
+        buffers, self._buffers = getattr(self, "_buffers", {}), {}
+        for buf in buffers.values():
+            self._cuda.rt.cudaFree(buf.device)
+            self._cuda.rt.cudaFreeHost(buf.host_ptr)
+        stream, self._stream = getattr(self, "_stream", None), None
+        if stream is not None:
+            self._cuda.rt.cudaStreamDestroy(stream)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: CUDA may be gone
+            self.close()
 
 
 class TritonEngine:
