@@ -36,6 +36,7 @@ class TissueHU:
     grey: float
     white: float
     falx: float
+    table_spill: float  # bone spilling into the first mm under the inner table (HU at the table)
     texture_sd: float  # grey/white mottling, smooth
     noise_sd: float  # quantum noise in the brain, 3–8 HU
 
@@ -146,7 +147,8 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
         csf=rng.uniform(2.0, 12.0),
         grey=grey,
         white=min(rng.uniform(26.0, 31.0), grey - 7.0),
-        falx=rng.uniform(45.0, 60.0),
+        falx=rng.uniform(45.0, 70.0),
+        table_spill=rng.uniform(30.0, 70.0),
         texture_sd=rng.uniform(1.0, 2.0),
         noise_sd=float(noise_sd) if noise_sd is not None else rng.uniform(3.0, 8.0),
     )

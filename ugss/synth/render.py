@@ -270,6 +270,12 @@ def paint_anatomy(scene: Scene, geo: Geo, box, struct: np.ndarray):
     del near_sulcus, white
     _lerp(hu, np.float32(hu_t.csf), sheet(geo.ds, hw, pix) * brain)
     del hw, taper
+    # the tail of the slice profile and the in-plane blur spill some bone into the first
+    # millimetres under the inner table: a thin rim of intermediate density, widest where the
+    # slice cuts the skull cap obliquely (the top slices)
+    rim = np.clip(1.0 - geo.d_in / (np.float32(0.6) * pv), 0.0, 1.0)
+    hu += np.float32(hu_t.table_spill) * rim * rim * (geo.d_in > 0)
+    del rim
     _paint_fissure(scene, geo, box, hu, brain)
     _paint_deep(scene, geo, box, hu, brain)
     _paint_fourth(scene, geo, box, hu, brain)
