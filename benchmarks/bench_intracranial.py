@@ -103,8 +103,9 @@ def score(volume, mask, cavity, reps: int) -> dict:
     }
 
 
-def model_share(matrix: int, reps: int, threads: int | None) -> dict:
-    """The estimate against the model on one 34-slice scan, through ``segment_volume``."""
+def model_share(matrix: int, reps: int, threads: int | None, slices: int = 34) -> dict:
+    """The estimate against the model on one scan of ``slices`` slices, through
+    ``segment_volume``; with and without the estimate interleaved, so load drifts cancel."""
     import ugss.runtime.segment as segment
     from ugss.runtime.engines import OnnxEngine, bundled_model_path
     from ugss.runtime.intracranial import estimate_intracranial
@@ -112,31 +113,37 @@ def model_share(matrix: int, reps: int, threads: int | None) -> dict:
 
     engine = OnnxEngine(bundled_model_path().with_name("default-det.onnx"), threads=threads)
     volume = make_case(
-        SEED0 + 999, matrix=matrix, slice_thickness=4.0, max_slices=34, fov="square"
+        SEED0 + 999, matrix=matrix, slice_thickness=4.0, max_slices=slices, fov="square"
     ).volume
-    estimate = median_s(lambda: estimate_intracranial(volume), reps)
-    runs = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        seg = segment.segment_volume(volume, engine)
-        runs.append((time.perf_counter() - t0, seg.timings["model"]))
+    estimate = median_s(lambda: estimate_intracranial(volume), max(reps, 5))
     cached = estimate_intracranial(volume)
     real = segment.estimate_intracranial
-    segment.estimate_intracranial = lambda _volume: cached
+    with_s, without_s, model_s = [], [], []
+    segment.segment_volume(volume, engine)  # warm-up
     try:
-        without = median_s(lambda: segment.segment_volume(volume, engine), reps)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            seg = segment.segment_volume(volume, engine)
+            with_s.append(time.perf_counter() - t0)
+            model_s.append(seg.timings["model"])
+            segment.estimate_intracranial = lambda _volume: cached
+            t0 = time.perf_counter()
+            segment.segment_volume(volume, engine)
+            without_s.append(time.perf_counter() - t0)
+            segment.estimate_intracranial = real
     finally:
         segment.estimate_intracranial = real
-    total = statistics.median(r[0] for r in runs)
-    model = statistics.median(r[1] for r in runs)
+    model = statistics.median(model_s)
     return {
         "shape": list(volume.shape),
         "estimate_s": estimate,
         "model_s": model,
         "estimate_share_of_model": estimate / model,
-        "segment_s": total,
-        "segment_precomputed_s": without,
-        "segment_growth": total / without - 1.0,
+        "segment_s": statistics.median(with_s),
+        "segment_precomputed_s": statistics.median(without_s),
+        "segment_growth": statistics.median(
+            [a / b - 1.0 for a, b in zip(with_s, without_s, strict=True)]
+        ),
     }
 
 
@@ -166,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slab", type=int, default=12, help="slices of a truncated 5 mm slab")
     p.add_argument("--reps", type=int, default=5, help="timing repetitions (median)")
     p.add_argument("--threads", type=int, default=None, help="model threads")
-    p.add_argument("--tiny", action="store_true", help="1 scan per set at 128², 1 rep")
+    p.add_argument("--model-slices", type=int, default=34, help="slices of the timed scan")
+    p.add_argument("--tiny", action="store_true", help="1 scan per set at 128², 8 slices timed")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if args.tiny:
-        args.n, args.matrix, args.reps = 1, 128, 1
+        args.n, args.matrix, args.reps, args.model_slices = 1, 128, 1, 8
     rows = []
     for name, seed, volume, mask, cavity in cases(args.n, args.matrix, args.slab):
         row = {"set": name, "seed": seed, **score(volume, mask, cavity, args.reps)}
@@ -192,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['icv_abs_error_mean']:13.2%}  {s['icv_abs_error_max']:6.2%}  {kept:>14s}  "
             f"{s['seconds_median'] * 1000:.0f} ms"
         )
-    share = model_share(args.matrix, max(args.reps, 1), args.threads)
+    share = model_share(args.matrix, max(args.reps, 1), args.threads, args.model_slices)
     print(
-        f"\n34-slice scan {'x'.join(map(str, share['shape']))}: estimate "
+        f"\nscan {'x'.join(map(str, share['shape']))}: estimate "
         f"{share['estimate_s'] * 1000:.1f} ms, model {share['model_s'] * 1000:.0f} ms "
         f"({share['estimate_share_of_model']:.1%} of model time); segment_volume "
         f"{share['segment_s'] * 1000:.0f} ms vs {share['segment_precomputed_s'] * 1000:.0f} ms "

@@ -315,3 +315,18 @@ def test_estimate_is_fast():
         estimate_intracranial(volume)
         times.append(time.perf_counter() - t0)
     assert float(np.median(times)) < 0.25
+
+
+def test_benchmark_tiny_mode_runs():
+    """benchmarks/bench_intracranial.py --tiny: one small scan per set, then the model share."""
+    import subprocess
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_intracranial.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--tiny"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "of model time" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("all ")]
+    assert len(rows) == 1 and float(rows[0][2]) >= 0.9  # mean Dice of the tiny scans

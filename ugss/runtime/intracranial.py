@@ -237,9 +237,10 @@ def dilate_cross(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _border_connected(mask: np.ndarray) -> np.ndarray:
-    """Per slice: the blocks of ``mask`` connected in-plane to the image border."""
-    labels, count = ndimage.label(mask, structure=_PLANE)
+def _border_connected(mask: np.ndarray, structure: np.ndarray = _PLANE) -> np.ndarray:
+    """The blocks of ``mask`` connected to the in-plane image border: per slice (``_PLANE``)
+    or through the slices too (``_CROSS_3D``)."""
+    labels, count = ndimage.label(mask, structure=structure)
     if count == 0:
         return np.zeros_like(mask)
     border = np.zeros(count + 1, dtype=bool)
@@ -294,12 +295,15 @@ def cavity_blocks(bone: np.ndarray, soft: np.ndarray, air: np.ndarray, radius: i
 
     Bone next to the air around the head is dropped first: a sharp kernel's overshoot at the
     skin (several hundred HU) would otherwise be a "bone" ring enclosing the face and neck.
+    That air is found in 3D, so a pocket between the head and the table that one slice closes
+    off still counts. Air blocks are never cavity: sinuses and the nasal cavity do not bridge.
     """
     rows, cols = _head_box(bone, radius + 1)
-    bone = bone[:, rows, cols] & ~dilate_square(_border_connected(air[:, rows, cols]), 1)
+    air = air[:, rows, cols]
+    bone = bone[:, rows, cols] & ~dilate_square(_border_connected(air, _CROSS_3D), 1)
     ring = erode_square(dilate_square(bone, radius), radius)
     cavity = np.zeros_like(soft)
-    cavity[:, rows, cols] = _main_component(_enclosed(ring), soft[:, rows, cols])
+    cavity[:, rows, cols] = _main_component(_enclosed(ring) & ~air, soft[:, rows, cols])
     return cavity
 
 
