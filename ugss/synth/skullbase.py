@@ -93,7 +93,7 @@ class SkullBase:
         dp = (u * np.float32(1 / 42.0)) ** 2 + (
             (v - np.float32(self.dens_v + 16.0)) * np.float32(1 / 38.0)
         ) ** 2
-        post = np.float32(self.posterior) + 30.0 * np.clip(dp, 0.0, 1.2)
+        post = np.float32(self.posterior) + 45.0 * dp / (dp + 0.5)  # rises, never flat
         # orbital roofs domed up over each orbit, the olfactory groove lower in the midline
         roof = 5.0 * np.clip(
             1.0 - ((au - np.float32(self.orbit_u)) * np.float32(1 / 18.0)) ** 2, 0, 1
