@@ -5,7 +5,9 @@ platform ``onnxruntime_onnx`` or ``tensorrt_plan``, ``max_batch_size`` with dyna
 inputs and outputs taken from the ONNX graph (the batch axis left out, symbolic axes as -1), and
 the model's metadata as ``parameters`` (``ugss.*`` string values, what
 ``ugss.runtime.engines.TritonEngine`` reads). Dynamic batching needs a batch axis on every input,
-so MC models are written with their dropout noise drawn inside the graph.
+so MC models are written with their dropout noise drawn inside the graph (``RandomUniform``, once
+per execution: requests merged into one batch share a draw; ``deploy/triton/README.md``).
+TensorRT plans for a Triton image are built with its TensorRT by ``triton_plans``.
 """
 
 from __future__ import annotations
