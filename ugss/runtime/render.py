@@ -57,6 +57,12 @@ def montage_slices(seg: Segmentation, n_slices: int, limit: int = MAX_MONTAGE_SL
     return [pool[i] for i in sorted(set(picks.tolist()))]
 
 
+def _finding(seg: Segmentation) -> str:
+    if not seg.assessed:
+        return "not assessed (not a head CT)"
+    return f"{seg.volume_ml:.2f} mL" if seg.hemorrhage_present else "no hemorrhage"
+
+
 def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
     """Pairs of rows: brain window with the mask outlined, then uncertainty (or probability)."""
     path = Path(path)
@@ -135,12 +141,7 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
         cbar = fig.colorbar(image, cax=cax)
         cbar.set_label(second_label, fontsize=8)
     name = Path(volume.source.path).name
-    if not seg.assessed:
-        title = f"{name}: not assessed (not a head CT)"
-    elif seg.hemorrhage_present:
-        title = f"{name}: {seg.volume_ml:.2f} mL"
-    else:
-        title = f"{name}: no hemorrhage"
+    title = f"{name}: {_finding(seg)}"
     searched = "" if space is None else "; green: intracranial space searched"
     fig.suptitle(
         f"{title} (red: mask{searched}; lower rows: {second_label}; research use only)",
@@ -240,8 +241,9 @@ def render_3d(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
             ax.set_zticks([])
         ax.tick_params(labelsize=6)
         ax.set_title(label, fontsize=9)
-    text = f"{seg.volume_ml:.2f} mL" if seg.hemorrhage_present else "no hemorrhage"
-    fig.suptitle(f"{Path(volume.source.path).name}: {text} (research use only)", fontsize=9)
+    fig.suptitle(
+        f"{Path(volume.source.path).name}: {_finding(seg)} (research use only)", fontsize=9
+    )
     fig.savefig(path, dpi=100)
     return path
 
