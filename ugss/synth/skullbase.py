@@ -221,7 +221,13 @@ def _sinuses(base: SkullBase, g, pix: float) -> list[tuple[float, np.ndarray]]:
     under = ramp(-g.d_floor, pix)
     ethmoid, sphenoid, naso = _cavity_sd(base, u, v, w)
     sinus = np.maximum(ramp(-ethmoid, pix) * air_cells(u, v, w, 6.0), ramp(-sphenoid, pix))
-    layers = [(AIR, sinus * under), (AIR, ramp(-naso, pix) * _deep(base, g, pix))]
+    # the pharyngeal airway continues down from the nasopharynx in front of the spine
+    naso_c = base.middle + base.sella_rise - base.bone_t - 33.0
+    dv = (v - np.float32(base.v_front + 9.0)) * np.float32(1 / 6.0)
+    airway = ramp(np.float32(9.0) * (1.0 - np.sqrt((u * np.float32(1 / 9.0)) ** 2 + dv * dv)), pix)
+    airway *= ramp(np.float32(naso_c) - w, pix)
+    deep = _deep(base, g, pix)
+    layers = [(AIR, sinus * under), (AIR, np.maximum(ramp(-naso, pix), airway) * deep)]
     if base.mucosa_mm > 0:  # mucosal thickening along the sinus walls
         lining = ramp(-sphenoid, pix) - ramp(-sphenoid - np.float32(base.mucosa_mm), pix)
         layers.append((30.0, np.clip(lining, 0.0, 1.0) * under))
@@ -245,7 +251,6 @@ def base_parts(base: SkullBase):
     voxel box's geometry to (HU, weight) layers; ``"petrous"`` marks the petrous bones."""
     crest = base.middle + base.petrous_h
     reach = base.v_back + base.ridge_slope * base.petrous_len
-    sph_w = base.middle + base.sella_rise - base.bone_t - 11.0
     fm = base.posterior
     return [
         (
@@ -259,7 +264,7 @@ def base_parts(base: SkullBase):
             _mastoids,
         ),
         _box(
-            (-14.0, base.sinus_v - 22.0, sph_w - 37.0),
+            (-14.0, base.sinus_v - 22.0, fm - 45.0),
             (14.0, base.v_front + 26.0, base.anterior),
             _sinuses,
         ),
