@@ -179,6 +179,47 @@ def _profile_rho(anat: HeadAnatomy, ua: np.ndarray, va: np.ndarray, w: np.ndarra
     return np.where(below, low, np.sqrt(h2 + wa * wa)), np.where(below, wl, wa)
 
 
+def _floor_depth(anat: HeadAnatomy, u, v, w, pix: float) -> np.ndarray:
+    """Height above the cranial floor, evaluated only where it can matter.
+
+    Every ramp and band that reads the depth in the cavity saturates within ~35 mm of the
+    surface (plus half a pixel), so voxels higher than that above the floor's top get a large
+    stand-in: the same voxels, for a fraction of the work on slabs that only graze the base.
+    """
+    near = w < np.float32(anat.base.top + 40.0 + 2.0 * pix)
+    out = np.full(w.shape, 1.0e4, dtype=np.float32)
+    ks, js, is_ = (np.flatnonzero(near.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    if len(ks) == 0:
+        return out
+    sub = (slice(ks[0], ks[-1] + 1), slice(js[0], js[-1] + 1), slice(is_[0], is_[-1] + 1))
+    f = max(1, round(1.0 / pix))  # the floor is smooth on a 1 mm scale: evaluate it coarser
+    uc, vc = _coarse_linear(u[sub], f), _coarse_linear(v[sub], f)
+    floor = anat.base.floor(uc, vc)
+    ny, nx = w[sub].shape[1:]
+    out[sub] = w[sub] - upsample_linear(upsample_linear(floor, f, 1, ny), f, 2, nx)
+    return out
+
+
+def _coarse_linear(a: np.ndarray, f: int) -> np.ndarray:
+    """Every ``f``-th row and column of an array that is linear in-plane (head coordinates),
+    extended by linear extrapolation so the last coarse sample reaches past the last voxel."""
+    if f == 1:
+        return a
+    for axis in (1, 2):
+        n = a.shape[axis]
+        if n == 1:
+            continue
+        m = -(-(n - 1) // f) + 1
+        idx = np.arange(m) * f
+        lo = np.take(a, np.minimum(idx, n - 1), axis=axis)
+        step = np.take(a, [1], axis=axis) - np.take(a, [0], axis=axis)
+        over = (idx - np.minimum(idx, n - 1)).astype(np.float32)
+        shape = [1, 1, 1]
+        shape[axis] = m
+        a = lo + step * over.reshape(shape)
+    return a
+
+
 def geometry(scene: Scene, box: tuple[slice, slice, slice]) -> Geo:
     anat, grid = scene.anat, scene.grid
     idx = tuple(np.arange(s.start, s.stop) for s in box)
@@ -211,7 +252,7 @@ def geometry(scene: Scene, box: tuple[slice, slice, slice]) -> Geo:
     d_in = d_out - scalp - skull
     d_floor = None
     if float(w.min()) < anat.base.top + 2.0:  # the slab reaches the skull base
-        d_floor = w - anat.base.floor(u, v)
+        d_floor = _floor_depth(anat, u, v, w, grid.pixel_mm)
         np.minimum(d_in, d_floor, out=d_in)
     ds = _sulcal_distance(scene, idx, rq)
     ez = scene.pose.ras_to_head @ np.array([0.0, 0.0, 1.0])  # scanner z in the head frame
@@ -346,13 +387,22 @@ def _midline_box(scene: Scene, box):
     return _sub_box(scene, box, box_corners(np.zeros(3), half))
 
 
+def _midline(scene: Scene, geo: Geo, box):
+    """The midline sub-box and its fissure/falx region, computed once per slab."""
+    memo = geo.__dict__  # a frozen dataclass: keep the result beside its cached properties
+    if "_midline" not in memo:
+        rel = _midline_box(scene, box)
+        region = None if rel is None else _midline_region(scene, geo.sub(rel), geo.pix)
+        memo["_midline"] = (rel, region)
+    return memo["_midline"]
+
+
 def _paint_fissure(scene: Scene, geo: Geo, box, hu: np.ndarray, brain: np.ndarray) -> None:
     """Interhemispheric fissure (CSF) above the corpus callosum and at the poles."""
-    rel = _midline_box(scene, box)
+    rel, region = _midline(scene, geo, box)
     if rel is None:
         return
     g, pix = geo.sub(rel), geo.pix
-    region = _midline_region(scene, g, pix)
     fissure = sheet(np.abs(g.u), np.float32(scene.anat.fissure_halfwidth), pix) * region
     _lerp(hu[rel], np.float32(scene.anat.hu.csf), fissure * brain[rel])
 
@@ -434,10 +484,10 @@ def paint_mimics(scene: Scene, geo: Geo, box, hu, labels, struct) -> None:
     """Falx, tentorium, venous sinuses and calcifications, over any blood (never labelled)."""
     anat, pix = scene.anat, geo.pix
     dura, base = anat.dura, anat.base
-    rel = _midline_box(scene, box)
+    rel, region = _midline(scene, geo, box)
     if rel is not None:
         g = geo.sub(rel)
-        falx = sheet(g.u, np.float32(dura.falx_halfwidth), pix) * _midline_region(scene, g, pix)
+        falx = sheet(g.u, np.float32(dura.falx_halfwidth), pix) * region
         falx *= ramp(g.d_in, pix)
         _lerp(hu[rel], np.float32(anat.hu.falx), falx)
         _unlabel(labels[rel], struct[rel], falx, "falx")
