@@ -16,11 +16,13 @@ nasal cavity, skull base, scalp). Classical and numpy/scipy only; it works on bl
 4. **Main component**: in 3D the cavity is one region (the posterior fossa joins the rest
    through the tentorial notch; a skull base slice shows its fossae apart, the slices above
    join them). The enclosed blocks are eroded by one block in-plane (cutting thin bony
-   channels to the orbits and sinuses) and labelled in 3D; of the regions mostly of soft tissue
-   (a strided HU sample in ``SOFT_HU``: orbits are fat, sinuses air) the largest is kept, with
-   any other of at least ``KEEP_FRACTION`` of it (a slab may cut the fossae apart), grown back
-   by one block inside the enclosed blocks. Small bone islands inside it (calcifications) lie
-   inside the region of step 5, so they need no filling.
+   channels to the orbits and sinuses) and labelled per slice; of the 2D regions mostly of
+   soft tissue (a strided HU sample in ``SOFT_HU``: orbits are fat, sinuses air) the largest
+   seeds the cavity, and a region joins when ``LINK_FRACTION`` of it lies over or under the
+   cavity on a neighbouring slice: the cavity narrows towards vertex and skull base, while a
+   face and neck that some bony or skin ring encloses lies mostly beside the foramen magnum,
+   not under it. The cavity is grown back by one block inside the enclosed blocks. Small bone
+   islands inside it (calcifications) lie inside the region of step 5: no filling needed.
 5. **Native resolution**: the cavity grown by one block (the *region*) covers the inner table
    to within a block. The native mask is the region's pixels below ``TABLE_HU`` (half-way
    to cortical bone), so the boundary is the inner table at full resolution; its volume is
@@ -61,7 +63,8 @@ HEAD_ICV_ML = (250.0, 3000.0)  # an uncut scan outside this is not a head (newbo
 AIR_HU = -400.0  # below: air (around the head, in sinuses)
 SOFT_HU = (-50.0, 150.0)  # brain, CSF and blood; not fat (orbits) or air (sinuses)
 SOFT_FRACTION = 0.6  # of a region's blocks soft: a candidate for the cavity
-KEEP_FRACTION = 0.2  # other candidates kept when at least this share of the largest
+LINK_FRACTION = 0.5  # a 2D region joins when this share of it lies over / under the cavity
+MAX_SWEEPS = 4  # up-and-down passes of the joining (two suffice on every scan seen)
 
 _PLANE = np.zeros((3, 3, 3), dtype=bool)
 _PLANE[1] = ndimage.generate_binary_structure(2, 1)  # in-plane 4-connectivity, no z links
@@ -255,15 +258,36 @@ def _enclosed(ring: np.ndarray) -> np.ndarray:
     return ~ring & ~_border_connected(~ring)
 
 
-def _main_component(enclosed: np.ndarray, soft: np.ndarray) -> np.ndarray:
-    """The cavity's 3D regions of ``enclosed`` after cutting channels one block wide.
+def _grow_through_slices(labels: np.ndarray, sizes: np.ndarray, seed: int) -> np.ndarray:
+    """Labels (2D regions, numbered across the stack) joined to ``seed``: a region joins when
+    at least ``LINK_FRACTION`` of it lies over or under joined regions of the neighbouring
+    slice. Sweeps up and down until nothing changes."""
+    joined = np.zeros(sizes.size, dtype=bool)
+    joined[seed] = True
+    n = labels.shape[0]
+    for _ in range(MAX_SWEEPS):
+        before = int(joined.sum())
+        for ks, step in ((range(1, n), -1), (range(n - 2, -1, -1), 1)):
+            for k in ks:
+                plane = labels[k]
+                over = np.bincount(plane[joined[labels[k + step]]], minlength=sizes.size)
+                joined |= (over >= LINK_FRACTION * sizes) & (sizes > 0)
+        if int(joined.sum()) == before:
+            break
+    return joined
 
-    A region counts when most of its blocks hold soft tissue (``soft``: brain, CSF, blood;
-    orbits are fat, sinuses and mastoid cells air); the largest such region is kept, with any
-    other of at least ``KEEP_FRACTION`` of its size (a slab may cut the fossae apart).
+
+def _main_component(enclosed: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """The cavity's regions of ``enclosed``, after cutting channels one block wide in-plane.
+
+    Per slice the enclosed blocks fall into 2D regions; those mostly of soft tissue (``soft``:
+    brain, CSF, blood; orbits are fat, sinuses air) are joined, starting from the largest, to
+    any region of a neighbouring slice that lies mostly over or under them. The cavity narrows
+    towards the vertex and the skull base; a much larger enclosed region below the foramen
+    magnum (a face and neck inside some bony or skin ring) lies mostly beside it, not under it.
     """
     core = ~dilate_cross(~enclosed)
-    labels, count = ndimage.label(core, structure=_CROSS_3D)
+    labels, count = ndimage.label(core, structure=_PLANE)
     if count == 0:
         return np.zeros_like(enclosed)
     flat = labels.ravel()
@@ -273,9 +297,8 @@ def _main_component(enclosed: np.ndarray, soft: np.ndarray) -> np.ndarray:
     sizes[softness < SOFT_FRACTION] = 0
     if not sizes.any():
         return np.zeros_like(enclosed)
-    keep = sizes >= KEEP_FRACTION * sizes.max()
-    keep[0] = False
-    return dilate_cross(keep[labels]) & enclosed
+    joined = _grow_through_slices(labels, sizes, int(sizes.argmax()))
+    return dilate_cross(joined[labels]) & enclosed
 
 
 def _head_box(bone: np.ndarray, margin: int) -> tuple[slice, slice]:
