@@ -40,6 +40,7 @@ class Face:
     base_w: float  # columella / nose base
     nose_p: float  # nose protrusion at the tip beyond the outer profile
     nose_k: float  # half width of the nose per mm of protrusion
+    lip_p: float  # protrusion of the lips in front of the profile
     nc_half: float  # nasal cavity half width
     nc_top: float
     choana_v: float
@@ -76,7 +77,12 @@ class Face:
         t = np.float32(-1.0) * (v - self.front_v(w))  # mm in front of the profile
         p = self.nose_protrusion(w)
         k = np.float32(self.nose_k)
-        return np.minimum(p - t - np.abs(u) / k, t + 12.0) * np.float32(0.7)
+        nose = np.minimum(p - t - np.abs(u) / k, t + 12.0) * np.float32(0.7)
+        # the lips: a broad, rounded bulge below the nose
+        lw = (w - np.float32(self.base_w - 14.0)) * np.float32(1 / 11.0)
+        lip = np.float32(self.lip_p) * np.clip(1.0 - lw * lw, 0.0, 1.0) - 1.0
+        lips = np.minimum(lip - t - (u * np.float32(1 / 26.0)) ** 2 * 12.0, t + 12.0) * 0.7
+        return np.maximum(nose, lips)
 
     def bounds(self) -> np.ndarray:
         """Head-frame corners of everything this module paints (skull frontal sinus included)."""
@@ -101,6 +107,7 @@ def draw_face(rng: np.random.Generator, base: SkullBase, a: float, b: float, c: 
         base_w=tip - rng.uniform(6.0, 9.0),
         nose_p=rng.uniform(16.0, 26.0),
         nose_k=rng.uniform(0.55, 0.8),
+        lip_p=rng.uniform(6.0, 12.0),
         nc_half=nc_half,
         nc_top=base.anterior - rng.uniform(8.0, 12.0),
         choana_v=base.v_front + rng.uniform(2.0, 8.0),

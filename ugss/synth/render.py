@@ -116,6 +116,7 @@ def outer_points(anat: HeadAnatomy, pose: HeadPose) -> np.ndarray:
             for s in (-1.0, 0.0, 1.0)
             for w in (f.nasion_w, f.tip_w, f.base_w)
         ]
+        + [[s * 26.0, -f.b - f.lip_p - 2.0, f.base_w - 14.0] for s in (-1.0, 0.0, 1.0)]
     )
     return pose.to_ras(np.concatenate([head, nose]))
 
@@ -153,8 +154,8 @@ def _sulcal_distance(scene: Scene, idx, rq: np.ndarray) -> np.ndarray:
 def _join_nose(scene: Scene, box, u, v, w, d_out: np.ndarray) -> None:
     """In place: the nose's soft tissue joins the skin depth where the box reaches it."""
     f = scene.anat.face
-    lo = np.array([-f.nose_p * f.nose_k - 2.0, -f.b - f.nose_p - 3.0, f.base_w - 2.0])
-    hi = np.array([f.nose_p * f.nose_k + 2.0, -f.b * 0.8, f.nasion_w + 2.0])
+    lo = np.array([-30.0, -f.b - f.nose_p - 3.0, f.base_w - 27.0])
+    hi = np.array([30.0, -f.b * 0.8, f.nasion_w + 2.0])
     rel = _sub_box(scene, box, box_corners((lo + hi) / 2, (hi - lo) / 2))
     if rel is None:
         return
