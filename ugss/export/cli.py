@@ -54,7 +54,7 @@ def main_command(
         typer.Option(
             "--noise",
             help="MC dropout noise: input (dropout_noise[T,C] fed by the runtime, exact replay) "
-            "| graph (RandomUniformLike inside the graph)",
+            "| graph (RandomUniform inside the graph, drawn per execution)",
         ),
     ] = _O.noise,
     threshold: Annotated[
