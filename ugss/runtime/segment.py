@@ -7,8 +7,12 @@ slab, not the scan. Outputs go back onto the native grid with ``PlaneTransform.i
 uint8 steps of 1/255 (``ugss.runtime.unit_map``), the precision of the written files. Each map
 of each slice is resampled only around the model pixels outside its most common step (and, for
 the probability, those at or above the threshold); the rest is filled with that step
-(``_resample_steps``). A scan without findings costs almost nothing here. Specks below
-``min_component_ml`` are then removed. The volume is the paper's eq. 12 on the final mask:
+(``_resample_steps``). A scan without findings costs almost nothing here. Findings outside the
+intracranial space (``ugss.runtime.intracranial``, estimated once per scan before the model:
+face, sinuses, skull base, scalp) are dropped, then specks below ``min_component_ml`` are
+removed. A scan in which no head is found (no skull enclosing a space of head size, and none
+that the scan cuts off) is not assessed: the model is not run and nothing is claimed. The
+volume is the paper's eq. 12 on the final mask:
 voxel count × voxel volume, exactly what the written mask gives.
 
 MC volume interval. The MC graph returns, per slice and sample, the number of foreground
@@ -17,6 +21,10 @@ they give T per-sample volumes before speck removal. These are calibrated by the
 ``final volume / volume of the mean-probability mask at model resolution`` (which carries the
 resampling and speck removal over to the samples), and the interval is their 5th–95th
 percentile, widened to include the point estimate when the samples all fall on one side of it.
+Both counts cover the intracranial space only: the mean mask's pixels are counted inside it (the
+space's blocks read at each model pixel's centre), and since the graph's per-sample counts are
+whole slices, each slice's mean-mask pixels outside the space are subtracted from every sample
+of that slice (clipped at 0): a sample is taken to find outside what the mean mask finds there.
 """
 
 from __future__ import annotations
