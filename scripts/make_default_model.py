@@ -1,6 +1,6 @@
 """Rebuild the bundled default model from scratch: train, calibrate, export, measure, card.
 
-    .venv/bin/python scripts/make_default_model.py                     # ~1 h on 2 CPU cores
+    .venv/bin/python scripts/make_default_model.py                     # ~50 min on 2 CPU cores
     .venv/bin/python scripts/make_default_model.py --baseline old.onnx # card compares with it
     .venv/bin/python scripts/make_default_model.py --skip-train        # reuse --run/best.pt
 
@@ -41,9 +41,9 @@ class Recipe:
     """Everything that decides the bundled model (besides the code)."""
 
     train_seed: int = 0  # ugss-train --seed and --synth-seed
-    synth_scans: int = 120
+    synth_scans: int = 100
     synth_matrix: int = 256
-    epochs: int = 40
+    epochs: int = 36
     steps_per_epoch: int = 100
     patience: int = 10
     calibration_seed: int = 1  # ugss-synth cohort for the interval calibration
