@@ -3,7 +3,7 @@
 - kernel: "soft" (brain; quantum noise σ 3–8 HU, fine grain) in most scans, "sharp" (bone; σ
   30–60 HU, finer grain, edge overshoot along bone from an unsharp mask) in ~18 %;
 - beam hardening between the petrous bones: radial streaks and a dark band across the posterior
-  fossa, ±10–35 HU, fading within ~1 cm above and below the petrous level;
+  fossa, ±15–40 HU, fading within ~1 cm above and below the petrous level;
 - cupping: brain next to the inner table 2–6 HU brighter, fading over ~15 mm;
 - head holder (a curved plastic shell, 100–300 HU, on a foam pad, −900…−700 HU) behind the head
   and the table (two thin skins around a foam core) below it, both outside the head and uniform
@@ -48,7 +48,7 @@ def draw_artefacts(rng: np.random.Generator, kernel: str | None = None) -> Artef
         kernel="sharp" if sharp else "soft",
         overshoot=float(rng.uniform(0.5, 1.0)) if sharp else 0.0,
         grain_px=0.5 if sharp else 0.8,
-        bh_amp=rng.uniform(10.0, 30.0),
+        bh_amp=rng.uniform(15.0, 40.0),
         bh_waves=int(rng.integers(18, 30)),
         bh_phase=rng.uniform(0.0, 2 * np.pi),
         cup_hu=rng.uniform(2.0, 6.0),
