@@ -40,3 +40,26 @@ def test_cavity_excludes_bone_and_air(full_case):
     assert np.mean(hu[cav] > 300) < 0.06
     assert np.mean(hu[cav] < -200) < 0.002  # air sinuses, mastoids, outside
     assert np.mean(cav[hu < -500]) < 1e-3
+
+
+def test_cli_writes_the_cavity_and_its_volume(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from ugss.runtime.nifti import read_nifti
+    from ugss.synth.cli import app
+
+    out = tmp_path / "c"
+    result = CliRunner().invoke(app, [str(out), "--n", "1", "--matrix", "48", "--cavity"])
+    assert result.exit_code == 0, result.output
+    with open(out / "truth.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    cavity = read_nifti(out / "cavity" / "001.nii")
+    ct = read_nifti(out / row["ct_path"])
+    assert cavity.shape == ct.shape and np.array_equal(cavity.affine, ct.affine)
+    assert float(row["icv_ml"]) == cavity.volume_ml(cavity.hu > 0)
+    again = make_case(
+        int(row["seed"]), matrix=48, thin=row["thin"] == "1", hemorrhage=row["hemorrhage_option"]
+    )
+    assert np.array_equal(again.cavity, cavity.hu > 0)
