@@ -2,9 +2,10 @@
 
 Head frame as everywhere (u left, v posterior, w superior, mm). The outer head below its centre
 is a rounded cylinder (see ``ugss.synth.anatomy``); the nose protrudes from it in the midline
-between the nasion and the columella as a triangular ridge, so on the lowest slices the face
-stands out anteriorly below the forehead. Below the cranial floor ``ugss.synth.skullbase`` fills
-the head with soft tissue (40–55 HU); this module paints into it:
+between the nasion and the columella as a triangular ridge, and the lips as a broad bulge below
+it, so on the lowest slices the face stands out anteriorly below the forehead. Below the
+cranial floor ``ugss.synth.skullbase`` fills the head with soft tissue (40–55 HU); this module
+paints into it:
 
 - subcutaneous fat (−100…−60 HU, 3–8 mm) under the skin of the face and neck;
 - orbits: fat around the globe (vitreous 8–20 HU, sclera ~50 HU), the lens (80–120 HU), the optic
@@ -83,12 +84,6 @@ class Face:
         lip = np.float32(self.lip_p) * np.clip(1.0 - lw * lw, 0.0, 1.0) - 1.0
         lips = np.minimum(lip - t - (u * np.float32(1 / 26.0)) ** 2 * 12.0, t + 12.0) * 0.7
         return np.maximum(nose, lips)
-
-    def bounds(self) -> np.ndarray:
-        """Head-frame corners of everything this module paints (skull frontal sinus included)."""
-        lo = np.array([-self.zyg_u - 8.0, -self.b - self.nose_p - 4.0, self.palate_w - 40.0])
-        hi = np.array([self.zyg_u + 8.0, self.ramus_v + 25.0, self.frontal_w + 20.0])
-        return np.stack([lo, hi])
 
 
 def draw_face(rng: np.random.Generator, base: SkullBase, a: float, b: float, c: float, c_low):

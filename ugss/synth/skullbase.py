@@ -9,7 +9,8 @@ inner table (the smaller wins), so brain, CSF and extra-axial blood all stop at 
 
 Below the floor lies a bony plate (cortical ~1500 HU over cancellous bone), thickest in the
 midline (sphenoid body and clivus) and laterally (temporal bone); under it soft tissue (muscle
-40–55 HU) with the nasopharynx (air), and the upper cervical spine (C1 ring around the dens,
+40–55 HU, with fat planes) with the nasopharynx and the pharyngeal airway (air), and the
+upper cervical spine (C1 ring around the dens,
 spinal canal) below the foramen magnum. The petrous bones are very dense (1500–2500 HU), with
 mastoid air cells (air between thin bony septa) behind and lateral to them. Within the bone lie
 the ethmoid and sphenoid sinuses (air, sometimes a 20–40 HU mucosal lining). The orbits and the
