@@ -8,9 +8,9 @@ nasal cavity, skull base, scalp). Classical and numpy/scipy only; it works on bl
    volume and a packed-integer sum (the bytes of ``f`` neighbouring bools are summed as one
    unsigned integer), a few ms for 34 × 512². A block with any bone pixel is bone.
 2. **Ring**: per slice, bone closed with a square of ``CLOSE_MM`` (sutures, small foramina,
-   partial volume of a thin squama leave gaps). Bone blocks next to the air around the head
-   are not bone: a sharp kernel overshoots at the skin by several hundred HU, a thin "bone"
-   ring that would enclose the face and neck.
+   partial volume of a thin squama leave gaps). Bone blocks within ``SKIN_MM`` of the air
+   around the head are not bone: a sharp kernel overshoots at the skin by several hundred HU,
+   a thin "bone" ring that would enclose the face and neck.
 3. **Enclosed**: per slice, the non-ring blocks not connected to the image border: the cranial
    cavity, but also orbits, sinuses, the nasal cavity, mastoid cells.
 4. **Main component**: in 3D the cavity is one region (the posterior fossa joins the rest
@@ -61,6 +61,7 @@ CUT_FRACTION = 0.05  # cavity on the first / last slice ≥ this of the widest: 
 ADULT_ICV_ML = (1200.0, 1800.0)  # adult intracranial volume
 HEAD_ICV_ML = (250.0, 3000.0)  # an uncut scan outside this is not a head (newborn ≈ 350 mL)
 AIR_HU = -400.0  # below: air (around the head, in sinuses)
+SKIN_MM = 4.0  # "bone" this near the air around the head is skin overshoot; the skull is deeper
 SOFT_HU = (-50.0, 150.0)  # brain, CSF and blood; not fat (orbits) or air (sinuses)
 SOFT_FRACTION = 0.6  # of a region's blocks soft: a candidate for the cavity
 LINK_FRACTION = 0.5  # a 2D region joins when this share of it lies over / under the cavity
@@ -259,25 +260,34 @@ def _enclosed(ring: np.ndarray) -> np.ndarray:
 
 
 def _grow_through_slices(labels: np.ndarray, sizes: np.ndarray, seed: int) -> np.ndarray:
-    """Labels (2D regions, numbered across the stack) joined to ``seed``: a region joins when
+    """Labels (2D regions, numbered slice after slice) joined to ``seed``: a region joins when
     at least ``LINK_FRACTION`` of it lies over or under joined regions of the neighbouring
     slice. Sweeps up and down until nothing changes."""
     joined = np.zeros(sizes.size, dtype=bool)
     joined[seed] = True
     n = labels.shape[0]
+    # slice k holds labels first[k] + 1 … last[k] (ndimage.label numbers in raster order)
+    last = np.maximum.accumulate(labels.reshape(n, -1).max(axis=1))
+    first = np.concatenate([[0], last[:-1]])
+    need = LINK_FRACTION * sizes
     for _ in range(MAX_SWEEPS):
         before = int(joined.sum())
         for ks, step in ((range(1, n), -1), (range(n - 2, -1, -1), 1)):
             for k in ks:
-                plane = labels[k]
-                over = np.bincount(plane[joined[labels[k + step]]], minlength=sizes.size)
-                joined |= (over >= LINK_FRACTION * sizes) & (sizes > 0)
+                lo, hi = int(first[k]), int(last[k])
+                if hi == lo or not joined[labels[k + step]].any():
+                    continue
+                hit = labels[k][joined[labels[k + step]]] - lo
+                over = np.bincount(hit[hit > 0], minlength=hi - lo + 1)[1:]
+                joined[lo + 1 : hi + 1] |= (over >= need[lo + 1 : hi + 1]) & (
+                    sizes[lo + 1 : hi + 1] > 0
+                )
         if int(joined.sum()) == before:
             break
     return joined
 
 
-def _main_component(enclosed: np.ndarray, soft: np.ndarray) -> np.ndarray:
+def _main_component(enclosed: np.ndarray, soft: np.ndarray, near_air: np.ndarray) -> np.ndarray:
     """The cavity's regions of ``enclosed``, after cutting channels one block wide in-plane.
 
     Per slice the enclosed blocks fall into 2D regions; those mostly of soft tissue (``soft``:
@@ -285,6 +295,8 @@ def _main_component(enclosed: np.ndarray, soft: np.ndarray) -> np.ndarray:
     any region of a neighbouring slice that lies mostly over or under them. The cavity narrows
     towards the vertex and the skull base; a much larger enclosed region below the foramen
     magnum (a face and neck inside some bony or skin ring) lies mostly beside it, not under it.
+    The seed comes no nearer than the scalp to the air around the head (``near_air``), as a
+    region enclosed by a ring at the skin would.
     """
     core = ~dilate_cross(~enclosed)
     labels, count = ndimage.label(core, structure=_PLANE)
@@ -297,7 +309,10 @@ def _main_component(enclosed: np.ndarray, soft: np.ndarray) -> np.ndarray:
     sizes[softness < SOFT_FRACTION] = 0
     if not sizes.any():
         return np.zeros_like(enclosed)
-    joined = _grow_through_slices(labels, sizes, int(sizes.argmax()))
+    shallow = np.bincount(labels[near_air], minlength=count + 1) > 0
+    deep = np.where(shallow, 0, sizes)
+    seed = int(deep.argmax()) if deep.any() else int(sizes.argmax())
+    joined = _grow_through_slices(labels, sizes, seed)
     return dilate_cross(joined[labels]) & enclosed
 
 
@@ -313,20 +328,23 @@ def _head_box(bone: np.ndarray, margin: int) -> tuple[slice, slice]:
     )
 
 
-def cavity_blocks(bone: np.ndarray, soft: np.ndarray, air: np.ndarray, radius: int) -> np.ndarray:
+def cavity_blocks(
+    bone: np.ndarray, soft: np.ndarray, air: np.ndarray, radius: int, air_radius: int
+) -> np.ndarray:
     """Bone, soft-tissue and air blocks ``(z, ny, nx)`` → the cranial cavity's blocks (2–4).
 
-    Bone next to the air around the head is dropped first: a sharp kernel's overshoot at the
-    skin (several hundred HU) would otherwise be a "bone" ring enclosing the face and neck.
-    That air is found in 3D, so a pocket between the head and the table that one slice closes
-    off still counts. Air blocks are never cavity: sinuses and the nasal cavity do not bridge.
+    Bone within ``air_radius`` blocks of the air around the head is dropped first: a sharp
+    kernel's overshoot at the skin (several hundred HU) would otherwise be a "bone" ring
+    enclosing the face and neck. That air is found in 3D, so a pocket between the head and the
+    table that one slice closes off still counts. Air blocks are never cavity: sinuses and the
+    nasal cavity do not bridge.
     """
     rows, cols = _head_box(bone, radius + 1)
     air = air[:, rows, cols]
-    bone = bone[:, rows, cols] & ~dilate_square(_border_connected(air, _CROSS_3D), 1)
-    ring = erode_square(dilate_square(bone, radius), radius)
+    near_air = dilate_square(_border_connected(air, _CROSS_3D), air_radius)
+    ring = erode_square(dilate_square(bone[:, rows, cols] & ~near_air, radius), radius)
     cavity = np.zeros_like(soft)
-    cavity[:, rows, cols] = _main_component(_enclosed(ring) & ~air, soft[:, rows, cols])
+    cavity[:, rows, cols] = _main_component(_enclosed(ring) & ~air, soft[:, rows, cols], near_air)
     return cavity
 
 
@@ -352,10 +370,13 @@ def estimate_intracranial(volume: Volume) -> IntracranialSpace:
     table_count = block_counts(hit, f)
     del hit
     bone_fraction = float(bone_count.sum(dtype=np.int64)) / hu.size
-    radius = max(1, round(CLOSE_MM / (f * max(sy, sx))))
+    block_mm = f * max(sy, sx)
+    radius = max(1, round(CLOSE_MM / block_mm))
+    air_radius = max(1, round(SKIN_MM / block_mm))
     sample = block_sample(hu, f)
     soft = (sample > np.float32(SOFT_HU[0])) & (sample < np.float32(SOFT_HU[1]))
-    cavity = cavity_blocks(bone_count > 0, soft, sample < np.float32(AIR_HU), radius)
+    air = sample < np.float32(AIR_HU)
+    cavity = cavity_blocks(bone_count > 0, soft, air, radius, air_radius)
     region = dilate_square(cavity, 1)
     inside = valid_counts(h, w, f)[None] - table_count
     voxels = int(inside.sum(where=region, dtype=np.int64))
