@@ -381,12 +381,11 @@ def _case(seed, out, counts, grid, orientation, thin, anat, art, layout, total_m
     truth = _truth(
         seed, volume, counts, out.fracture, orientation, thin, anat, layout, total_ml, wanted
     )
-    present = np.bincount(out.structures.ravel(), minlength=len(STRUCTURES) + 1)[1:]
     extra = {
         "icv_ml": float(np.count_nonzero(out.cavity)) * volume.voxel_volume_ml,
         "kernel": art.kernel,
         "calcifications": list(anat.calc.kinds()),
-        "mimics": [name for name, c in zip(STRUCTURES, present, strict=True) if c > 0],
+        "mimics": [n for i, n in enumerate(STRUCTURES, 1) if (out.structures == i).any()],
     }
     truth = replace(truth, extra={**truth.extra, **extra})
     mask = (out.labels > 0).astype(np.uint8)
