@@ -96,9 +96,9 @@ def test_large_bleeds_come_out_large():
     assert 35.0 <= case.truth.volume_ml <= 90.0
     big = sum(
         make_case(s, matrix=32, thin=False, hemorrhage=o).truth.volume_ml >= 25.0
-        for s, _, o in _plan(24, 4, 0.0, 0.0)
+        for s, _, o in _plan(12, 4, 0.0, 0.0)
     )
-    assert big >= 2
+    assert big >= 1
 
 
 def test_sharp_kernel_share_and_noise():
@@ -106,8 +106,8 @@ def test_sharp_kernel_share_and_noise():
     assert sharp.truth.extra["kernel"] == "sharp" and 30.0 <= sharp.truth.noise_sd <= 60.0
     soft = make_case(5, matrix=48, max_slices=4, kernel="soft")
     assert 3.0 <= soft.truth.noise_sd <= 8.0
-    kernels = [make_case(s, matrix=32, max_slices=2).truth.extra["kernel"] for s in range(60)]
-    assert 3 <= kernels.count("sharp") <= 22
+    kernels = [make_case(s, matrix=32, max_slices=1).truth.extra["kernel"] for s in range(40)]
+    assert 2 <= kernels.count("sharp") <= 16
     with pytest.raises(ConfigError):
         make_case(0, matrix=32, kernel="bone")
 
