@@ -52,6 +52,10 @@ def test_mounts_ports_and_image(compose):
     assert node["command"] == ["--config", "/etc/ugss-node/ugss-node.toml"]
     assert any(v.endswith(":/var/lib/ugss-node") for v in node["volumes"])
     assert "./orthanc.json:/etc/orthanc/orthanc.json:ro" in orthanc["volumes"]
+    # the same measured caps as the systemd unit (issue 14)
+    unit = (ROOT / "deploy" / "systemd" / "ugss-node.service").read_text()
+    assert node["mem_limit"] == "3g" and "MemoryMax=3G" in unit
+    assert f"TasksMax={node['pids_limit']}" in unit
     # every bind-mounted host path exists next to the compose file
     for service in (node, orthanc):
         for v in service["volumes"]:

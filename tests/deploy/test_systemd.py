@@ -50,6 +50,8 @@ def test_service_keys():
     }.items():
         assert one[key] == value, key
     assert "AF_INET" in one["RestrictAddressFamilies"].split()
+    # measured resource caps (issue 14): 3 GiB covers the node's 1.36 GiB peak plus the decoder
+    assert one["MemoryMax"] == "3G" and int(one["TasksMax"]) >= 64
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
     # ExecStart names an existing console script; its spool is the StateDirectory
     exe, *args = one["ExecStart"].split()

@@ -45,9 +45,10 @@ def free_port() -> int:
 
 
 def write_series(
-    out: Path, *, slices: int = 34, size: int = 96, spacing=(5.0, 0.9, 0.9), entropy: str = "t"
+    out: Path, *, slices: int = 34, size: int = 96, spacing=(5.0, 2.0, 2.0), entropy: str = "t"
 ) -> list[Path]:
-    """A phantom head CT with a left-sided bleed as one DICOM CT series."""
+    """A phantom head CT with a left-sided bleed as one DICOM CT series (96² at 2 mm: a head of
+    adult size, which the runtime's intracranial-space estimate needs)."""
     vol, _ = om.phantom_volume((slices, size, size), spacing=spacing)
     return write_dicom_series(vol, out, patient_id="UGSS-TEST", uid_entropy=entropy)
 

@@ -12,7 +12,7 @@ from ugss.dicom_node.config import Destination, NodeConfig, Peer, load_config
 from ugss.dicom_node.db import NodeDB
 from ugss.dicom_node.dimse import StoreRefusal
 from ugss.dicom_node.sender import backoff_s, is_delivered
-from ugss.dicom_node.spool import Spool, checked_uid, is_valid_uid
+from ugss.dicom_node.spool import AlreadyStored, Spool, checked_uid, is_valid_uid
 from ugss.errors import ConfigError, InputError
 
 runner = CliRunner()
@@ -102,7 +102,7 @@ def test_status_lists_series_jobs_outbox(tmp_path):
 def test_database_records_migrations_and_versions(tmp_path):
     db = NodeDB(tmp_path / "n.sqlite")
     names = [r[0] for r in db._query("SELECT name FROM schema_migrations")]
-    assert names == ["0001_initial"]
+    assert names == ["0001_initial", "0002_peers_and_budgets"]
     kw = {"study_uid": "1.2", "size": 1, "calling_ae": "A"}
     assert db.record_instance(series_uid="1.5", sop_uid="1.5.1", path="a", now=0, **kw).new
     assert not db.record_instance(series_uid="1.5", sop_uid="1.5.1", path="a", now=1, **kw).new
@@ -136,8 +136,10 @@ def test_uid_rules_and_spool_writes(tmp_path):
     spool = Spool(tmp_path / "spool", limit_bytes=100)
     path, added = spool.store("1.2", "1.2.3", b"x" * 60)
     assert path.read_bytes() == b"x" * 60 and added == 60
-    _, added = spool.store("1.2", "1.2.3", b"y" * 50)  # a resend replaces
-    assert added == -10 and spool.used_bytes == 50
+    with pytest.raises(AlreadyStored):  # never replaced: the receiver compares the copies
+        spool.store("1.2", "1.2.3", b"y" * 50)
+    assert path.read_bytes() == b"x" * 60 and spool.used_bytes == 60
+    assert spool.holds(path, b"x" * 10) and not spool.holds(path, b"y" * 10)
     with pytest.raises(StoreRefusal) as exc:
         spool.store("1.2", "1.2.4", b"z" * 60)
     assert exc.value.status == 0xA700

@@ -85,6 +85,15 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX outbox_due ON outbox(state, next_at);
         """,
     ),
+    (
+        "0002_peers_and_budgets",
+        """
+        ALTER TABLE series ADD COLUMN peer TEXT NOT NULL DEFAULT '';
+        ALTER TABLE series ADD COLUMN voxels INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE series ADD COLUMN result_bytes INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX series_peer ON series(peer, first_at);
+        """,
+    ),
 )
 
 
@@ -113,6 +122,16 @@ class OutboxItem:
     sop_class_uid: str
     sop_instance_uid: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class SeriesBudget:
+    """What a new instance would add to: its series (None if new) and its peer's last hour."""
+
+    peer: str | None
+    n_instances: int
+    voxels: int
+    peer_series_last_hour: int
 
 
 @dataclass(frozen=True)
@@ -190,6 +209,8 @@ class NodeDB:
         size: int,
         calling_ae: str,
         now: float | None = None,
+        peer: str = "",
+        voxels: int = 0,
     ) -> NewInstance:
         """Called after the file is on disk, before the C-STORE response."""
         now = time.time() if now is None else now
@@ -200,8 +221,8 @@ class NodeDB:
             if row is None:
                 c.execute(
                     "INSERT INTO series (series_uid, study_uid, calling_ae, state, first_at,"
-                    " last_at) VALUES (?, ?, ?, 'receiving', ?, ?)",
-                    (series_uid, study_uid, calling_ae, now, now),
+                    " last_at, peer) VALUES (?, ?, ?, 'receiving', ?, ?, ?)",
+                    (series_uid, study_uid, calling_ae, now, now, peer),
                 )
             old = c.execute(
                 "SELECT size FROM instances WHERE series_uid=? AND sop_uid=?", (series_uid, sop_uid)
@@ -226,18 +247,43 @@ class NodeDB:
                 c.execute("DELETE FROM jobs WHERE series_uid=? AND state='queued'", (series_uid,))
             c.execute(  # a quarantined series stays so: more slices never rerun the decoder
                 "UPDATE series SET n_instances=n_instances+1, bytes=bytes+?, last_at=?,"
+                " voxels=voxels+?,"
                 " state=CASE state WHEN 'quarantined' THEN state ELSE 'receiving' END,"
                 " error=CASE state WHEN 'quarantined' THEN error ELSE '' END WHERE series_uid=?",
-                (size, now, series_uid),
+                (size, now, voxels, series_uid),
             )
             n = (row["n_instances"] if row is not None else 0) + 1
             return NewInstance(True, reopened, n)
+
+    def budget(self, series_uid: str, peer: str, now: float | None = None) -> SeriesBudget:
+        """Counts the receive limits are checked against (one read, no write)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT peer, n_instances, voxels FROM series WHERE series_uid=?", (series_uid,)
+            ).fetchone()
+            recent = self._conn.execute(
+                "SELECT COUNT(*) FROM series WHERE peer=? AND first_at>?", (peer, now - 3600.0)
+            ).fetchone()[0]
+        if row is None:
+            return SeriesBudget(None, 0, 0, int(recent))
+        return SeriesBudget(row["peer"], row["n_instances"], row["voxels"], int(recent))
 
     def known_paths(self) -> set[str]:
         return {r[0] for r in self._query("SELECT path FROM instances")}
 
     def spool_bytes(self) -> int:
-        return int(self._query("SELECT COALESCE(SUM(bytes), 0) FROM series")[0][0])
+        """Instances and results together: both count against ``spool_limit_mb``."""
+        return int(self._query("SELECT COALESCE(SUM(bytes + result_bytes), 0) FROM series")[0][0])
+
+    def set_result_bytes(self, series_uid: str, size: int) -> int:
+        """Record the size of a series' results on disk; returns the size recorded before."""
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT result_bytes FROM series WHERE series_uid=?", (series_uid,)
+            ).fetchone()
+            c.execute("UPDATE series SET result_bytes=? WHERE series_uid=?", (size, series_uid))
+        return int(row[0]) if row is not None else 0
 
     # --- jobs ---------------------------------------------------------------------------------
 
@@ -280,9 +326,16 @@ class NodeDB:
         )  # fmt: skip
 
     def next_job(self) -> Job | None:
-        """The oldest queued job, marked running (attempts counted)."""
+        """A queued job, marked running (attempts counted): peers take turns — the oldest job of
+        the peer whose last job started longest ago — so one peer's flood delays no other."""
         with self._tx() as c:
-            r = c.execute("SELECT id FROM jobs WHERE state='queued' ORDER BY id LIMIT 1").fetchone()
+            r = c.execute(
+                "WITH last AS (SELECT s.peer, MAX(j.started_at) AS t FROM jobs j"
+                " JOIN series s USING (series_uid) WHERE j.started_at IS NOT NULL GROUP BY s.peer)"
+                " SELECT j.id FROM jobs j JOIN series s USING (series_uid)"
+                " LEFT JOIN last ON last.peer = s.peer WHERE j.state='queued'"
+                " ORDER BY COALESCE(last.t, 0), j.id LIMIT 1"
+            ).fetchone()
             if r is None:
                 return None
             c.execute(
@@ -377,25 +430,31 @@ class NodeDB:
 
     # --- retention ----------------------------------------------------------------------------
 
-    def expired_series(self, older_than: float) -> list[str]:
-        """Finished series whose last instance is older than ``older_than`` (epoch seconds)."""
+    def expired_series(self, older_than: float) -> list[tuple[str, str]]:
+        """Finished series (UID, study UID) whose last instance is older than ``older_than``."""
         rows = self._query(
-            "SELECT series_uid FROM series WHERE state IN ('done', 'failed', 'quarantined') AND"
-            " last_at<? AND"
-            " bytes>0 AND NOT EXISTS (SELECT 1 FROM outbox o JOIN jobs j ON o.job_id=j.id"
+            "SELECT series_uid, study_uid FROM series WHERE state IN ('done', 'failed',"
+            " 'quarantined') AND last_at<? AND bytes+result_bytes>0 AND"
+            " NOT EXISTS (SELECT 1 FROM outbox o JOIN jobs j ON o.job_id=j.id"
             " WHERE j.series_uid=series.series_uid AND o.state='pending')",
             (older_than,),
         )
-        return [r[0] for r in rows]
+        return [(r[0], r[1]) for r in rows]
 
-    def purge_series(self, series_uid: str) -> None:
-        """Forget a series' instances (files already removed); its jobs and results stay."""
+    def purge_series(self, series_uid: str) -> int:
+        """Forget a series' instances and results (files already removed); its jobs stay.
+        Returns the result bytes that were counted."""
         with self._tx() as c:
+            row = c.execute(
+                "SELECT result_bytes FROM series WHERE series_uid=?", (series_uid,)
+            ).fetchone()
             c.execute("DELETE FROM instances WHERE series_uid=?", (series_uid,))
             c.execute(
-                "UPDATE series SET bytes=0, n_instances=0, state='purged' WHERE series_uid=?",
+                "UPDATE series SET bytes=0, result_bytes=0, n_instances=0, voxels=0,"
+                " state='purged' WHERE series_uid=?",
                 (series_uid,),
             )
+        return int(row[0]) if row is not None else 0
 
     # --- reading for status -------------------------------------------------------------------
 

@@ -16,7 +16,13 @@ import pydicom
 from ugss.dicom_node.config import NodeConfig
 from ugss.dicom_node.db import NodeDB
 from ugss.dicom_node.log import event as log_event
-from ugss.dicom_node.scp import Receiver, ReceiveStats, decodable_syntaxes, start_scp
+from ugss.dicom_node.scp import (
+    ReceiveLimits,
+    Receiver,
+    ReceiveStats,
+    decodable_syntaxes,
+    start_scp,
+)
 from ugss.dicom_node.sender import Sender
 from ugss.dicom_node.spool import Spool
 from ugss.dicom_node.worker import Worker
@@ -116,7 +122,7 @@ class Node:
         self.worker.start()
         self.sender.start()
 
-        receiver = Receiver(self.spool, self.db, self.stats)
+        receiver = Receiver(self.spool, self.db, self.stats, ReceiveLimits.from_config(cfg))
         self._ae, self._server = start_scp(cfg, receiver, self.stats)
         host, port = self.address
         log_event(

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
 from pydicom.dataset import Dataset
@@ -46,6 +47,7 @@ from ugss.dicom_node.config import NodeConfig, Peer
 from ugss.dicom_node.db import NodeDB
 from ugss.dicom_node.dimse import (
     CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
     OUT_OF_RESOURCES,
     SUCCESS,
     StoreRefusal,
@@ -53,8 +55,9 @@ from ugss.dicom_node.dimse import (
 )
 from ugss.dicom_node.encoding import check_encoding, inflate_bounded
 from ugss.dicom_node.log import event as log_event
-from ugss.dicom_node.series import check_instance
-from ugss.dicom_node.spool import Spool
+from ugss.dicom_node.log import quiet_third_party
+from ugss.dicom_node.series import Verdict, check_instance
+from ugss.dicom_node.spool import AlreadyStored, Spool
 from ugss.errors import ConfigError
 
 NATIVE_SYNTAXES = (
@@ -148,13 +151,41 @@ def handle_echo(event: evt.Event) -> int:
     return SUCCESS
 
 
-class Receiver:
-    """What a C-STORE does: check, write durably, record, then answer."""
+@dataclass(frozen=True)
+class ReceiveLimits:
+    """Per-peer budgets (``NodeConfig``): beyond them a store is refused with 0xA700."""
 
-    def __init__(self, spool: Spool, db: NodeDB, stats: ReceiveStats) -> None:
+    series_per_hour: int = 120
+    slices_per_series: int = 1000
+    series_voxels: int = 120_000_000
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> ReceiveLimits:
+        return cls(
+            config.max_series_per_hour, config.max_slices_per_series, config.max_series_voxels
+        )
+
+
+class Receiver:
+    """What a C-STORE does: check, write durably, record, then answer.
+
+    Provenance: an instance belongs to the peer (``AE@host``) that sent it first. An instance
+    already on disk is a duplicate when its data set is byte-identical and is refused
+    (``instance_conflict``) otherwise, whoever resends it; the file is never replaced. A series
+    grows only from the address that started it (a PACS may use several AE titles).
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        db: NodeDB,
+        stats: ReceiveStats,
+        limits: ReceiveLimits | None = None,
+    ) -> None:
         self.spool = spool
         self.db = db
         self.stats = stats
+        self.limits = limits or ReceiveLimits()
 
     def store(self, event: evt.Event) -> int:
         with event.request.DataSet.getbuffer() as raw:  # the data set as received, not copied
@@ -178,6 +209,7 @@ class Receiver:
         except Exception as exc:  # an element's value does not decode (lazy parsing)
             raise StoreRefusal(CANNOT_UNDERSTAND, f"undecodable element: {exc}") from None
         calling = str(event.assoc.requestor.ae_title).strip()
+        peer = f"{calling}@{event.assoc.requestor.address}"
         if not verdict.keep:
             self.stats.add("ignored")
             log_event(
@@ -185,13 +217,21 @@ class Receiver:
                 sop=verdict.sop_uid, calling_ae=calling,
             )  # fmt: skip
             return SUCCESS
+        held = self.spool.instance_path(verdict.series_uid, verdict.sop_uid)
+        if held.exists():
+            return self._resend(held, raw, verdict, calling, peer)
+        voxels = int(ds.Rows) * int(ds.Columns)
+        self._admit(verdict, peer, voxels)
         # PS3.10 file: preamble, prefix, file meta, then the data set bytes exactly as received
         header = b"\x00" * 128 + b"DICM" + encode_file_meta(meta)
-        path, _ = self.spool.store(verdict.series_uid, verdict.sop_uid, (header, raw))
+        try:
+            path, _ = self.spool.store(verdict.series_uid, verdict.sop_uid, (header, raw))
+        except AlreadyStored as race:  # the same UID stored by another association just now
+            return self._resend(race.path, raw, verdict, calling, peer)
         size = len(header) + len(raw)
         rec = self.db.record_instance(
             series_uid=verdict.series_uid, study_uid=verdict.study_uid, sop_uid=verdict.sop_uid,
-            path=str(path), size=size, calling_ae=calling,
+            path=str(path), size=size, calling_ae=calling, peer=peer, voxels=voxels,
         )  # fmt: skip
         self.stats.add("stored" if rec.new else "duplicates")
         if rec.reopened:
@@ -201,6 +241,41 @@ class Receiver:
             sop=verdict.sop_uid, bytes=size, new=rec.new, calling_ae=calling,
         )  # fmt: skip
         return SUCCESS
+
+    def _admit(self, verdict: Verdict, peer: str, voxels: int) -> None:
+        """Ownership and per-peer budgets for a new instance (PS3.4 0xA900 / 0xA700)."""
+        budget, limits = self.db.budget(verdict.series_uid, peer), self.limits
+        if budget.peer is None:
+            if budget.peer_series_last_hour >= limits.series_per_hour:
+                raise StoreRefusal(OUT_OF_RESOURCES, "series-per-hour limit of this peer")
+            return
+        if budget.peer and budget.peer.rpartition("@")[2] != peer.rpartition("@")[2]:
+            log_event(
+                "instance_conflict", level=logging.WARNING, series=verdict.series_uid,
+                sop=verdict.sop_uid, peer=peer, owner=budget.peer, reason="series of another peer",
+            )  # fmt: skip
+            raise StoreRefusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "series belongs to another host")
+        if budget.n_instances >= limits.slices_per_series:
+            raise StoreRefusal(OUT_OF_RESOURCES, "slices-per-series limit")
+        if budget.voxels + voxels > limits.series_voxels:
+            raise StoreRefusal(OUT_OF_RESOURCES, "voxels-per-series limit")
+
+    def _resend(
+        self, held: Path, raw: memoryview, verdict: Verdict, calling: str, peer: str
+    ) -> int:
+        """An instance already on disk: a duplicate, or a conflicting resend (refused)."""
+        if self.spool.holds(held, raw):
+            self.stats.add("duplicates")
+            log_event("instance_received", series=verdict.series_uid, sop=verdict.sop_uid,
+                      bytes=len(raw), new=False, calling_ae=calling)  # fmt: skip
+            return SUCCESS
+        log_event(
+            "instance_conflict", level=logging.WARNING, series=verdict.series_uid,
+            sop=verdict.sop_uid, peer=peer, owner="", reason="other content, same UID",
+        )  # fmt: skip
+        raise StoreRefusal(
+            DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID already held with other content"
+        )
 
 
 def handle_store(event: evt.Event, receiver: Receiver) -> int | Dataset:
@@ -456,6 +531,7 @@ def start_scp(
     config: NodeConfig, receiver: Receiver, stats: ReceiveStats
 ) -> tuple[AE, ThreadedAssociationServer]:
     """Open the port (non-blocking); returns the AE and its server (``server_address``)."""
+    quiet_third_party()  # pynetdicom's lines escaped, without a traceback per connection
     ae = make_ae(config)
     policy = AccessPolicy(config.ae_title, config.peers)
     handlers = [

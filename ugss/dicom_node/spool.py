@@ -75,6 +75,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class AlreadyStored(Exception):
+    """The instance is on disk already; ``path`` names the copy."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+
 class Spool:
     """Durable instance storage with a size limit (PS3.4 0xA700 when it would be exceeded)."""
 
@@ -122,22 +130,27 @@ class Spool:
     ) -> tuple[Path, int]:
         """Write ``data`` (bytes or chunks) durably; returns the path and the bytes added.
 
-        A resent instance replaces the earlier copy atomically (its size is counted once).
+        Never replaces: an instance already on disk raises ``AlreadyStored`` (the caller tells
+        a duplicate from a conflicting resend), also when two stores of one UID race.
         """
         final = self.instance_path(series_uid, sop_uid)
+        if os.path.lexists(final):
+            raise AlreadyStored(final)
         chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
         size = sum(len(c) for c in chunks)
-        old = final.stat().st_size if final.exists() else 0  # a resend replaces this copy
         with self._lock:
-            if self._used + self._reserved + size - old > self.limit_bytes:
+            if self._used + self._reserved + size > self.limit_bytes:
                 raise StoreRefusal(OUT_OF_RESOURCES, "spool size limit reached")
             self._reserved += size
         tmp = self.incoming / f"{uuid.uuid4().hex}.part"
         added = 0
         try:
             new_dir = not final.parent.exists()
-            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            final.parent.mkdir(mode=0o700, exist_ok=True)
+            if final.parent.is_symlink():
+                raise StoreRefusal(OUT_OF_RESOURCES, "series folder is a symlink")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            fd = os.open(tmp, flags, 0o600)
             try:
                 for chunk in chunks:
                     view = memoryview(chunk)
@@ -147,11 +160,14 @@ class Spool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, final)
+            try:
+                os.link(tmp, final)  # atomic create-if-absent (a rename would replace)
+            except FileExistsError:
+                raise AlreadyStored(final) from None
             _fsync_dir(final.parent)
             if new_dir:
                 _fsync_dir(final.parent.parent)
-            added = size - old
+            added = size
             return final, added
         except OSError as exc:
             raise StoreRefusal(OUT_OF_RESOURCES, f"cannot write spool: {exc.strerror}") from exc
@@ -161,11 +177,46 @@ class Spool:
                 self._reserved -= size
                 self._used += added
 
-    def remove_series(self, series_uid: str) -> int:
-        """Delete a series folder (retention); returns the bytes freed."""
-        folder = self.series_dir(series_uid)
-        freed = sum(p.stat().st_size for p in folder.glob("*.dcm")) if folder.exists() else 0
-        shutil.rmtree(folder, ignore_errors=True)
+    def holds(self, path: Path, dataset: bytes | memoryview) -> bool:
+        """True when the file at ``path`` carries exactly this data set (after its file meta)."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < len(dataset):
+                return False
+            fh.seek(size - len(dataset))
+            return fh.read() == dataset
+
+    def account(self, delta: int) -> None:
+        """Count bytes written outside ``store`` (results) against the limit, or free them."""
         with self._lock:
-            self._used = max(0, self._used - freed)
+            self._used = max(0, self._used + int(delta))
+
+    def remove_series(self, series_uid: str) -> int:
+        """Delete a series folder (retention); returns the bytes freed. Never through a link."""
+        folder = self.series_dir(series_uid)
+        freed = remove_tree(folder)
+        self.account(-freed)
         return freed
+
+
+def tree_bytes(folder: Path) -> int:
+    """Bytes of the regular files under ``folder`` (links not followed)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return 0
+    total = 0
+    for base, _, names in os.walk(folder):
+        for name in names:
+            st = os.lstat(os.path.join(base, name))
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
+
+
+def remove_tree(folder: Path) -> int:
+    """Remove ``folder`` if it is a real folder (a link is only unlinked); returns bytes freed."""
+    if folder.is_symlink():
+        folder.unlink()
+        return 0
+    freed = tree_bytes(folder)
+    shutil.rmtree(folder, ignore_errors=True)  # fd-based: never follows links inside
+    return freed

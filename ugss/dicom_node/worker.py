@@ -17,7 +17,7 @@ from ugss.dicom_node.db import Job, NodeDB
 from ugss.dicom_node.decode import DecodeFailed, DecodeLimits
 from ugss.dicom_node.jobs import process_series, warm_up
 from ugss.dicom_node.log import event as log_event
-from ugss.dicom_node.spool import Spool
+from ugss.dicom_node.spool import Spool, remove_tree, tree_bytes
 from ugss.errors import UGSSError
 from ugss.runtime.engines import Engine
 
@@ -127,6 +127,7 @@ class Worker(threading.Thread):
             for f in output.files
         ]
         self.db.finish_job(job, ok=True, result=summary, outbox=outbox)
+        self._count_results(job)
         t = summary["timings_s"]
         log_event(
             "job_done", job=job.id, series=job.series_uid, version=job.version,
@@ -142,7 +143,15 @@ class Worker(threading.Thread):
         if now - self._last_retention < RETENTION_CHECK_S:
             return
         self._last_retention = now
-        for series_uid in self.db.expired_series(now - self.config.retention_h * 3600.0):
+        for series_uid, study_uid in self.db.expired_series(now - self.config.retention_h * 3600.0):
             freed = self.spool.remove_series(series_uid)
-            self.db.purge_series(series_uid)
-            log_event("series_purged", series=series_uid, bytes=freed)
+            remove_tree(self.config.results_dir / study_uid / series_uid)
+            counted = self.db.purge_series(series_uid)
+            self.spool.account(-counted)
+            log_event("series_purged", series=series_uid, bytes=freed + counted)
+
+    def _count_results(self, job: Job) -> None:
+        """Results count against the spool limit (all versions of the series, as on disk)."""
+        total = tree_bytes(self.config.results_dir / job.study_uid / job.series_uid)
+        previous = self.db.set_result_bytes(job.series_uid, total)
+        self.spool.account(total - previous)
