@@ -262,27 +262,34 @@ def _enclosed(ring: np.ndarray) -> np.ndarray:
 def _grow_through_slices(labels: np.ndarray, sizes: np.ndarray, seed: int) -> np.ndarray:
     """Labels (2D regions, numbered slice after slice) joined to ``seed``: a region joins when
     at least ``LINK_FRACTION`` of it lies over or under joined regions of the neighbouring
-    slice. Sweeps up and down until nothing changes."""
+    slice. Passes up and down until one joins nothing."""
     joined = np.zeros(sizes.size, dtype=bool)
     joined[seed] = True
     n = labels.shape[0]
     # slice k holds labels first[k] + 1 … last[k] (ndimage.label numbers in raster order)
     last = np.maximum.accumulate(labels.reshape(n, -1).max(axis=1))
     first = np.concatenate([[0], last[:-1]])
-    need = LINK_FRACTION * sizes
-    for _ in range(MAX_SWEEPS):
-        before = int(joined.sum())
-        for ks, step in ((range(1, n), -1), (range(n - 2, -1, -1), 1)):
-            for k in ks:
-                lo, hi = int(first[k]), int(last[k])
-                if hi == lo or not joined[labels[k + step]].any():
-                    continue
-                hit = labels[k][joined[labels[k + step]]] - lo
-                over = np.bincount(hit[hit > 0], minlength=hi - lo + 1)[1:]
-                joined[lo + 1 : hi + 1] |= (over >= need[lo + 1 : hi + 1]) & (
-                    sizes[lo + 1 : hi + 1] > 0
-                )
-        if int(joined.sum()) == before:
+    need = np.where(sizes > 0, LINK_FRACTION * sizes, np.inf)
+    # upwards then downwards, alternating: each pass leaves its direction settled (a slice is
+    # judged after its neighbour), so the first pass after the first one to join nothing ends
+    passes = ((range(1, n), -1), (range(n - 2, -1, -1), 1))
+    for sweep in range(2 * MAX_SWEEPS):
+        ks, step = passes[sweep % 2]
+        changed = False
+        for k in ks:
+            lo, hi = int(first[k]), int(last[k])
+            if hi == lo:
+                continue
+            foot = joined[labels[k + step]]
+            if not foot.any():
+                continue
+            hit = labels[k][foot] - lo
+            over = np.bincount(hit[hit > 0], minlength=hi - lo + 1)[1:]
+            new = (over >= need[lo + 1 : hi + 1]) & ~joined[lo + 1 : hi + 1]
+            if new.any():
+                joined[lo + 1 : hi + 1] |= new
+                changed = True
+        if sweep and not changed:
             break
     return joined
 
