@@ -9,8 +9,9 @@ nasal cavity, skull base, scalp). Classical and numpy/scipy only; it works on bl
    unsigned integer), a few ms for 34 × 512². A block with any bone pixel is bone.
 2. **Ring**: per slice, bone closed with a square of ``CLOSE_MM`` (sutures, small foramina,
    partial volume of a thin squama leave gaps). Bone blocks within ``SKIN_MM`` of the air
-   around the head are not bone: a sharp kernel overshoots at the skin by several hundred HU,
-   a thin "bone" ring that would enclose the face and neck.
+   around the head are not bone unless they join deeper bone: a sharp kernel overshoots at
+   the skin by several hundred HU, a thin "bone" ring that would enclose the face and neck
+   (a skull without scalp, as in a phantom, stays).
 3. **Enclosed**: per slice, the non-ring blocks not connected to the image border: the cranial
    cavity, but also orbits, sinuses, the nasal cavity, mastoid cells.
 4. **Main component**: in 3D the cavity is one region (the posterior fossa joins the rest
@@ -335,21 +336,32 @@ def _head_box(bone: np.ndarray, margin: int) -> tuple[slice, slice]:
     )
 
 
+def _skull(bone: np.ndarray, near_air: np.ndarray) -> np.ndarray:
+    """Bone without the pieces that lie wholly in the skin layer ``near_air`` (per slice): a
+    thin ring along the skin (a sharp kernel's overshoot) goes, a skull without scalp (a
+    phantom) or a facial bone reaching the skin stays with the deeper bone it belongs to."""
+    labels, count = ndimage.label(bone, structure=_PLANE)
+    deep = np.zeros(count + 1, dtype=bool)
+    deep[labels[bone & ~near_air]] = True
+    deep[0] = False
+    return deep[labels]
+
+
 def cavity_blocks(
     bone: np.ndarray, soft: np.ndarray, air: np.ndarray, radius: int, air_radius: int
 ) -> np.ndarray:
     """Bone, soft-tissue and air blocks ``(z, ny, nx)`` → the cranial cavity's blocks (2–4).
 
-    Bone within ``air_radius`` blocks of the air around the head is dropped first: a sharp
-    kernel's overshoot at the skin (several hundred HU) would otherwise be a "bone" ring
-    enclosing the face and neck. That air is found in 3D, so a pocket between the head and the
-    table that one slice closes off still counts. Air blocks are never cavity: sinuses and the
-    nasal cavity do not bridge.
+    Bone within ``air_radius`` blocks of the air around the head and not near deeper bone is
+    dropped first (``_skull``): a sharp kernel's overshoot at the skin (several hundred HU)
+    would otherwise be a "bone" ring enclosing the face and neck. That air is found in 3D, so
+    a pocket between the head and the table that one slice closes off still counts. Air blocks
+    are never cavity: sinuses and the nasal cavity do not bridge.
     """
     rows, cols = _head_box(bone, radius + 1)
     air = air[:, rows, cols]
     near_air = dilate_square(_border_connected(air, _CROSS_3D), air_radius)
-    ring = erode_square(dilate_square(bone[:, rows, cols] & ~near_air, radius), radius)
+    ring = erode_square(dilate_square(_skull(bone[:, rows, cols], near_air), radius), radius)
     cavity = np.zeros_like(soft)
     cavity[:, rows, cols] = _main_component(_enclosed(ring) & ~air, soft[:, rows, cols], near_air)
     return cavity
