@@ -17,6 +17,14 @@ keep. Then a 34-slice 512² scan through ``segment_volume`` with the bundled det
 (``ugss/models/default-det.onnx``): the estimate's median time as a share of the model's, and
 the growth of the whole ``segment_volume`` call against the same call with the estimate
 precomputed.
+
+Measured 2026-12-02 (2 shared, loaded cores; ``--n 6 --reps 5``, synthetic anatomy with face,
+skull base, sinuses, sharp kernels, head holder and table): Dice mean / min 0.9917 / 0.9901
+(full, 6), 0.9960 / 0.9904 (truncated, 6), 0.9916 / 0.9885 (tilted, 6), 0.9931 / 0.9885 over
+all 18; ICV |error| mean 1.25 %, max 2.2 % (the estimate sits ~1.5 % low: partial volume of
+the cranial floor in 5 mm slices); true blood kept by the filter ≥ 99.7 %. 34 × 512²: estimate
+38 ms (median), model 1.62 s here (2.4 %), ``segment_volume`` +4.3 % against the estimate
+precomputed (median of paired runs).
 """
 
 from __future__ import annotations
