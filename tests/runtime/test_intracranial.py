@@ -184,7 +184,20 @@ def _small_shell() -> Volume:
     return Volume(hu=hu, affine=np.diag([-1.0, -1.0, 5.0, 1.0]))
 
 
-@pytest.mark.parametrize("make", [_water_cylinder, _small_shell])
+def _body() -> Volume:
+    """A trunk-like slab: soft tissue, a vertebra whose ring encloses the spinal canal on every
+    slice (cut at both ends, as a truncated head would be), no skull."""
+    z, y, x = np.meshgrid(np.arange(20), np.arange(128), np.arange(128), indexing="ij")
+    hu = np.full(z.shape, -1000.0, np.float32)
+    hu[((y - 64) / 55.0) ** 2 + ((x - 64) / 62.0) ** 2 < 1] = 40.0
+    r = np.sqrt((y - 90) ** 2 + (x - 64) ** 2)
+    hu[r < 14] = 700.0  # vertebral ring
+    hu[r < 8] = 20.0  # spinal canal (≈ 200 mm²)
+    hu[(y - 50) ** 2 + (x - 50) ** 2 < 64] = BLOOD_HU  # something blood-dense in the trunk
+    return Volume(hu=hu, affine=np.diag([-1.5, -1.5, 5.0, 1.0]))
+
+
+@pytest.mark.parametrize("make", [_water_cylinder, _small_shell, _body])
 def test_not_a_head_claims_nothing(make, engines):
     volume = make()
     for engine in engines.values():

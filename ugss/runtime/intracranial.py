@@ -61,6 +61,8 @@ CLOSE_MM = 4.0  # gaps in the bone ring narrower than about twice this are close
 CUT_FRACTION = 0.05  # cavity on the first / last slice ≥ this of the widest: the scan cuts it
 ADULT_ICV_ML = (1200.0, 1800.0)  # adult intracranial volume
 HEAD_ICV_ML = (250.0, 3000.0)  # an uncut scan outside this is not a head (newborn ≈ 350 mL)
+HEAD_SLICE_MM2 = 1000.0  # a head's widest cavity slice is larger (adult ≈ 15000 mm²; a spinal
+# canal, which a body CT's vertebrae enclose on every slice, is ≈ 300 mm²)
 AIR_HU = -400.0  # below: air (around the head, in sinuses)
 SKIN_MM = 4.0  # "bone" this near the air around the head is skin overshoot; the skull is deeper
 SOFT_HU = (-50.0, 150.0)  # brain, CSF and blood; not fat (orbits) or air (sinuses)
@@ -90,6 +92,7 @@ class IntracranialSpace:
     bone_fraction: float  # of the native voxels above BONE_HU (0: no skull at all)
     cut_inferior: bool  # the first slice holds ≥ CUT_FRACTION of the widest slice's space
     cut_superior: bool  # ... the last slice does
+    widest_mm2: float  # area of the space on its widest slice
     hu: np.ndarray | None = None  # the scan's HU (a reference, not a copy), for ``mask``
 
     @property
@@ -102,9 +105,10 @@ class IntracranialSpace:
 
     @property
     def is_head(self) -> bool:
-        """A skull encloses a space of head size, or a smaller one the scan cuts off."""
+        """A skull encloses a space of head size, or a smaller one the scan cuts off; either
+        way one slice of it is at least ``HEAD_SLICE_MM2``."""
         lo, hi = HEAD_ICV_ML
-        if not self.found or self.volume_ml > hi:
+        if not self.found or self.volume_ml > hi or self.widest_mm2 < HEAD_SLICE_MM2:
             return False
         return self.volume_ml >= lo or self.truncated
 
@@ -409,6 +413,7 @@ def estimate_intracranial(volume: Volume) -> IntracranialSpace:
         bone_fraction=bone_fraction,
         cut_inferior=bool(areas[0] >= CUT_FRACTION * widest and areas[0]),
         cut_superior=bool(areas[-1] >= CUT_FRACTION * widest and areas[-1]),
+        widest_mm2=float(areas.max()) * f * f * sy * sx if areas.size else 0.0,
         hu=hu,
     )
 

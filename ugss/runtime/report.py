@@ -17,7 +17,12 @@ from nibabel import orientations as nio
 
 import ugss
 from ugss.runtime.engines import Engine
-from ugss.runtime.intracranial import ADULT_ICV_ML, HEAD_ICV_ML, IntracranialSpace
+from ugss.runtime.intracranial import (
+    ADULT_ICV_ML,
+    HEAD_ICV_ML,
+    HEAD_SLICE_MM2,
+    IntracranialSpace,
+)
 from ugss.runtime.postprocess import HEAD_HU, Component
 from ugss.runtime.preprocess import windows_to_str
 from ugss.runtime.segment import INTERVAL_METHOD, Segmentation
@@ -236,12 +241,18 @@ def icv_flags(space: IntracranialSpace | None) -> list[QCFlag]:
         return []
     icv, (lo, hi) = space.volume_ml, ADULT_ICV_ML
     if not space.is_head:
-        why = (
-            "no skull enclosing an intracranial space was found"
-            if not space.found
-            else f"the space enclosed by bone is {icv:.0f} mL, outside a head's "
-            f"{HEAD_ICV_ML[0]:.0f}–{HEAD_ICV_ML[1]:.0f} mL, and the scan does not cut it off"
-        )
+        if not space.found:
+            why = "no skull enclosing an intracranial space was found"
+        elif space.widest_mm2 < HEAD_SLICE_MM2:
+            why = (
+                f"the space enclosed by bone is at most {space.widest_mm2:.0f} mm² on a slice, "
+                f"smaller than any head's ({HEAD_SLICE_MM2:.0f} mm²)"
+            )
+        else:
+            why = (
+                f"the space enclosed by bone is {icv:.0f} mL, outside a head's "
+                f"{HEAD_ICV_ML[0]:.0f}–{HEAD_ICV_ML[1]:.0f} mL, and the scan does not cut it off"
+            )
         return [QCFlag("not_head_ct", f"{why}: {NOT_ASSESSED}, no hemorrhage reported")]
     if lo <= icv <= hi:
         return []
