@@ -227,3 +227,25 @@ def test_qc_flags(engines):
     plain = Volume(hu=soft, affine=om.phantom_affine((5.0, 0.9, 0.9)))
     report = build_report(plain, segment_volume(plain, engines["det"]), engines["det"])
     assert "non_ct_like_intensities" in {f.code for f in report.qc_flags}
+
+
+def test_interval_calibration_is_read_from_the_model_metadata(tmp_path, bleed):
+    """Without calibration metadata the interval says it is uncalibrated; with it, the runtime
+    widens the same samples by the stored conformal scale and floor and says so."""
+    from ugss.runtime.interval import IntervalCalibration
+
+    volume, _ = bleed
+    cal = IntervalCalibration(0.9, 3.0, 1.5, 40, 0.9, "test cohort")
+    plain = OnnxEngine(om.save(om.build_mc_model(om.mc_info()), tmp_path / "plain.onnx"))
+    info = om.mc_info(interval_calibration=cal)
+    calibrated = OnnxEngine(om.save(om.build_mc_model(info), tmp_path / "cal.onnx"))
+    assert calibrated.info.interval_calibration == cal
+    raw = segment_volume(volume, plain)
+    seg = segment_volume(volume, calibrated)
+    assert raw.interval_method.startswith("uncalibrated")
+    assert "split-conformal" in seg.interval_method
+    assert seg.sample_volumes_ml == raw.sample_volumes_ml and seg.volume_ml == raw.volume_ml
+    half = 3.0 * (raw.interval_ml[1] - raw.interval_ml[0]) / 2 + 1.5
+    assert seg.interval_ml == pytest.approx((max(seg.volume_ml - half, 0), seg.volume_ml + half))
+    report = build_report(volume, seg, calibrated)
+    assert "split-conformal" in report.interval_method

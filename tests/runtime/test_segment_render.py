@@ -95,6 +95,7 @@ def test_no_hemorrhage_no_mesh(tmp_path):
         entropy_q=None,
         volume_ml=0.0,
         interval_ml=None,
+        interval_method=None,
         sample_volumes_ml=None,
         components=(),
         removed_components=0,

@@ -25,7 +25,7 @@ from ugss.runtime.intracranial import (
 )
 from ugss.runtime.postprocess import HEAD_HU, Component
 from ugss.runtime.preprocess import windows_to_str
-from ugss.runtime.segment import INTERVAL_METHOD, Segmentation
+from ugss.runtime.segment import Segmentation
 from ugss.runtime.unit_map import steps_at_least
 from ugss.runtime.volume import Volume
 
@@ -306,7 +306,7 @@ def build_report(
         hemorrhage_present=seg.hemorrhage_present,
         total_volume_ml=seg.volume_ml,
         interval_ml=seg.interval_ml,
-        interval_method=INTERVAL_METHOD if seg.interval_ml is not None else None,
+        interval_method=seg.interval_method,
         sample_volumes_ml=seg.sample_volumes_ml,
         slices_involved=seg.slices_involved,
         mean_uncertainty_bits=mean_unc,

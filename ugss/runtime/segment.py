@@ -19,8 +19,10 @@ MC volume interval. The MC graph returns, per slice and sample, the number of fo
 pixels at model resolution. Summed over slices and scaled by the physical size of a model pixel,
 they give T per-sample volumes before speck removal. These are calibrated by the ratio
 ``final volume / volume of the mean-probability mask at model resolution`` (which carries the
-resampling and speck removal over to the samples), and the interval is their 5th–95th
-percentile, widened to include the point estimate when the samples all fall on one side of it.
+resampling and speck removal over to the samples). The interval is
+``ugss.runtime.interval.volume_interval`` of these samples: their 5th–95th percentile widened to
+include the point estimate, scaled by the split-conformal calibration stored in the model's
+metadata when there is one (and said to be uncalibrated when there is none).
 Both counts cover the intracranial space only: the mean mask's pixels are counted inside it (the
 space's blocks read at each model pixel's centre), and since the graph's per-sample counts are
 whole slices, each slice's mean-mask pixels outside the space are subtracted from every sample
@@ -37,6 +39,7 @@ import numpy as np
 
 from ugss.errors import VolumeError
 from ugss.runtime.engines import Engine, auto_batch_size
+from ugss.runtime.interval import volume_interval
 from ugss.runtime.intracranial import IntracranialSpace, estimate_intracranial, model_pixel_rows
 from ugss.runtime.model_info import KIND_MC
 from ugss.runtime.postprocess import (
@@ -57,11 +60,6 @@ DEFAULT_MIN_COMPONENT_ML = 0.05
 # Default slab: model time per slice measured flat from 3 to 34 slices on CPU (within noise),
 # while memory grows with the slab (300 x 512² MC: 1.79 GiB peak at 19 slices).
 DEFAULT_SLAB = 8
-INTERVAL_QUANTILES = (5.0, 95.0)
-INTERVAL_METHOD = (
-    "5th-95th percentile of the T MC per-sample volumes (model resolution, calibrated to the "
-    "final mask), widened to include the point estimate"
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +71,7 @@ class Segmentation:
     entropy_q: np.ndarray | None  # (z, y, x) uint8: MC entropy in steps of 1/255 bit; MC only
     volume_ml: float
     interval_ml: tuple[float, float] | None
+    interval_method: str | None  # one sentence: what the interval is (calibrated or not)
     sample_volumes_ml: tuple[float, ...] | None
     components: tuple[Component, ...]
     removed_components: int
@@ -255,10 +254,8 @@ def segment_volume(
         raw = sample_counts * pixel_ml
         mean_ml = mean_mask_pixels * pixel_ml
         ratio = volume_ml / mean_ml if mean_ml > 0 else 1.0
-        calibrated = raw * ratio
-        lo, hi = np.percentile(calibrated, INTERVAL_QUANTILES)
-        interval = (min(float(lo), volume_ml), max(float(hi), volume_ml))
-        samples = tuple(float(v) for v in calibrated)
+        samples = tuple(float(v) for v in raw * ratio)
+        interval = volume_interval(samples, volume_ml, info.interval_calibration)
     t["postprocess"] = time.perf_counter() - t0
     log.info(
         "segmented %s: %.2f mL in %d components", volume.source.path, volume_ml, len(components)
@@ -268,7 +265,8 @@ def segment_volume(
         prob_q=prob_q,
         entropy_q=entropy_q,
         volume_ml=volume_ml,
-        interval_ml=interval,
+        interval_ml=None if interval is None else (interval.low_ml, interval.high_ml),
+        interval_method=None if interval is None else interval.method,
         sample_volumes_ml=samples,
         components=components,
         removed_components=cleaned.removed_components,
@@ -302,6 +300,7 @@ def _not_assessed(
         entropy_q=np.zeros(volume.shape, dtype=np.uint8) if mc else None,
         volume_ml=0.0,
         interval_ml=None,
+        interval_method=None,
         sample_volumes_ml=None,
         components=(),
         removed_components=0,
