@@ -68,6 +68,7 @@ SKIN_MM = 4.0  # "bone" this near the air around the head is skin overshoot; the
 SOFT_HU = (-50.0, 150.0)  # brain, CSF and blood; not fat (orbits) or air (sinuses)
 SOFT_FRACTION = 0.6  # of a region's blocks soft: a candidate for the cavity
 LINK_FRACTION = 0.5  # a 2D region joins when this share of it lies over / under the cavity
+SEED_CANDIDATES = 4  # largest 2D regions tried as the cavity's seed (the largest grown wins)
 MAX_SWEEPS = 4  # up-and-down passes of the joining (two suffice on every scan seen)
 
 _PLANE = np.zeros((3, 3, 3), dtype=bool)
@@ -323,9 +324,20 @@ def _main_component(enclosed: np.ndarray, soft: np.ndarray, near_air: np.ndarray
         return np.zeros_like(enclosed)
     shallow = np.bincount(labels[near_air], minlength=count + 1) > 0
     deep = np.where(shallow, 0, sizes)
-    seed = int(deep.argmax()) if deep.any() else int(sizes.argmax())
-    joined = _grow_through_slices(labels, sizes, seed)
+    pool = deep if deep.any() else sizes
+    joined = max(
+        (_grow_through_slices(labels, sizes, int(seed)) for seed in _seeds(pool)),
+        key=lambda j: int(sizes[j].sum()),
+    )
     return dilate_cross(joined[labels]) & enclosed
+
+
+def _seeds(sizes: np.ndarray) -> np.ndarray:
+    """The ``SEED_CANDIDATES`` largest regions: each is grown and the largest 3D result kept.
+    The largest 2D region alone can be a neck below the skull base (wider than any slice of
+    the cavity on scans that start through the face); the cavity is the largest in 3D."""
+    order = np.argsort(sizes)[::-1][:SEED_CANDIDATES]
+    return order[sizes[order] > 0]
 
 
 def _head_box(bone: np.ndarray, margin: int) -> tuple[slice, slice]:
