@@ -1,6 +1,6 @@
 """torch module → checked ``onnx.ModelProto`` with a dynamic batch (and spatial) size.
 
-Two exporters (NOTES-export.md): ``legacy`` (TorchScript tracing, opset 17, < 2 s, also what
+Two exporters: ``legacy`` (TorchScript tracing, opset 17, < 2 s, also what
 TensorRT 8.x needs) is the default; ``dynamo`` (``torch.export``, opset 18+, 10–25 s) is kept as
 an option for when the legacy one is gone. Both fold constants (BatchNorm into the convolutions);
 dropout never meets them as ``nn.Dropout`` — the model's dropout is an explicit mask.

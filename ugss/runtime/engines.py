@@ -48,7 +48,7 @@ PROVIDER_CHOICES = ("auto", *PROVIDERS)  # what --provider accepts
 # use (minutes), so it is used only when asked for by name.
 AUTO_ORDER = ("cuda", "cpu")
 # Activation memory of one model sample per model pixel, measured for the paper's ResUNet in
-# onnxruntime (NOTES-export: ~0.25 GB per decoder sample at 512²); used to bound slab sizes.
+# onnxruntime (measured: ~0.25 GB per decoder sample at 512²); used to bound slab sizes.
 BYTES_PER_PIXEL_SAMPLE = 1000
 # With dropout only before the 1x1 head (the default), the T samples repeat just the head: its
 # 16-channel masked input and one logit per pixel and sample, not the whole network.
@@ -236,7 +236,7 @@ class OnnxEngine:
     """One onnxruntime session, created once and reused.
 
     Reuse matters: every new session replays the same random sequence of in-graph random ops,
-    so MC samples would repeat across sessions (NOTES-export). For graphs that take
+    so MC samples would repeat across sessions (measured earlier). For graphs that take
     ``dropout_noise`` the noise comes from a seeded numpy generator instead, drawn once per scan.
     """
 

@@ -1,7 +1,7 @@
 """Explicit MC dropout: a random mask drawn in the graph (or handed in), never ``nn.Dropout``.
 
 ``nn.Dropout`` is tied to ``module.train()`` and the exporters either drop it silently or emit an
-op TensorRT rejects (NOTES-export.md). Here dropout is on whenever the caller passes ``mc=True``,
+op TensorRT rejects. Here dropout is on whenever the caller passes ``mc=True``,
 in training and at inference alike, and the uniform noise can be supplied from outside so a
 Monte Carlo pass can be replayed exactly (tests, host-generated noise in an exported graph).
 
