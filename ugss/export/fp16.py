@@ -3,8 +3,8 @@
 TensorRT 11 builds strongly typed networks only: a tensor's precision is the one the ONNX graph
 gives it (``BuilderFlag.FP16`` and precision constraints are gone), so an fp16 engine needs an
 fp16 graph. ``to_fp16`` converts with onnxconverter-common's ``convert_float_to_float16``
-(MIT, installed with ``ugss[trt]``), inputs and outputs kept fp32 (what the runtime feeds and
-reads), and these nodes kept fp32 (``fp32_nodes``):
+(MIT, installed with ``ugss[train]``, which export needs anyway), inputs and outputs kept fp32
+(what the runtime feeds and reads), and these nodes kept fp32 (``fp32_nodes``):
 
 - the tail after the last convolution: sigmoid, the MC mean, the entropy (log p of an fp16
   underflow would be wrong) and the foreground counts (fp16 counts stop being exact at 2048);
@@ -111,7 +111,7 @@ def _converter():
     except ImportError as exc:
         raise InputError(
             "an fp16 engine for TensorRT 11 needs onnxconverter-common "
-            "(pip install 'ugss[trt]'), or build fp32 with --fp32"
+            "(pip install 'ugss[train]'), or build fp32 with --fp32"
         ) from exc
 
     def convert(region: onnx.ModelProto) -> onnx.ModelProto:
