@@ -318,7 +318,9 @@ def test_block_helpers():
 
 
 def test_estimate_is_fast():
-    """About 10 ms for 28 x 128² here; generous bound for a loaded machine."""
+    """About 10 ms for 28 x 128² on an idle machine, 0.4 s beside a training run on 2 cores:
+    the bound catches an algorithmic regression, not a busy machine (bench_intracranial.py
+    measures the real cost against the model)."""
     import time
 
     volume, _, _ = head()
@@ -327,7 +329,7 @@ def test_estimate_is_fast():
         t0 = time.perf_counter()
         estimate_intracranial(volume)
         times.append(time.perf_counter() - t0)
-    assert float(np.median(times)) < 0.25
+    assert float(np.median(times)) < 1.5
 
 
 def test_benchmark_tiny_mode_runs():
@@ -343,3 +345,24 @@ def test_benchmark_tiny_mode_runs():
     assert "of model time" in proc.stdout
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("all ")]
     assert len(rows) == 1 and float(rows[0][2]) >= 0.9  # mean Dice of the tiny scans
+
+
+def test_node_job_on_a_series_that_is_not_a_head(engines, tmp_path):
+    """The node's job passes the assessment through: SR "not assessed", no volume claimed,
+    result.json and the overlay caption say so."""
+    import pydicom
+
+    from ugss.dicom_node.jobs import process_series
+    from ugss.dicom_node.sr import NOT_HEAD_CT, read_not_assessed
+    from ugss.runtime.dicom_series import write_dicom_series
+
+    folder = tmp_path / "ct"
+    write_dicom_series(_water_cylinder(), folder)
+    uid = str(pydicom.dcmread(next(folder.iterdir())).SeriesInstanceUID)
+    out = process_series(folder, study_uid="1.2.3", series_uid=uid, version=1,
+                         engine=engines["det"], results=tmp_path / "results", overlay=True)  # fmt: skip
+    assert out.summary["assessed"] is False and out.summary["volume_ml"] == 0.0
+    sr = next(f for f in out.files if f.kind == "sr")
+    assert read_not_assessed(pydicom.dcmread(sr.path)) == NOT_HEAD_CT
+    overlay = [f for f in out.files if f.kind == "overlay"]
+    assert overlay and all(f.path.is_file() for f in overlay)

@@ -109,14 +109,21 @@ def process_series(
     t2 = time.perf_counter()
 
     model_name, model_version = engine.info.name, engine.info.version
-    low, high = seg.interval_ml if seg.interval_ml is not None else (seg.volume_ml, seg.volume_ml)
-    finding = VolumeFinding(seg.volume_ml, low, high)
+    finding = VolumeFinding.of(seg)
     ids = ResultIds.for_version(series_uid, version)
+    icv = seg.intracranial_ml
     summary: dict[str, Any] = {
         "version": version,
         "slices": len(info.headers),
+        "assessed": seg.assessed,
         "volume_ml": round(seg.volume_ml, 3),
-        "interval_ml": [round(low, 3), round(high, 3)] if seg.interval_ml is not None else None,
+        "interval_ml": (
+            [round(finding.low_ml, 3), round(finding.high_ml, 3)]
+            if seg.interval_ml is not None
+            else None
+        ),
+        "intracranial_ml": None if icv is None else round(icv, 1),
+        "outside_ml": round(seg.outside_ml, 3),
         "model": {"name": model_name, "version": model_version, "engine": engine.description},
     }
     # Free the probability and entropy maps (and the HU volume) before anything new is

@@ -16,13 +16,15 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from ugss.dicom_node.seg import MANUFACTURER, ResultIds
-from ugss.dicom_node.sr import VolumeFinding
+from ugss.dicom_node.sr import NOT_HEAD_CT, VolumeFinding
+from ugss.runtime.preprocess import BRAIN_WINDOW
 
 OUTLINE_RGB = (255, 40, 40)
-WINDOW = (40.0, 80.0)  # brain window, level/width (HU)
 
 
 def _caption(finding: VolumeFinding, slice_no: int, n: int, version: int) -> list[str]:
+    if not finding.assessed:
+        return [NOT_HEAD_CT, f"UGSS v{version}  slice {slice_no}/{n}", "NOT FOR DIAGNOSTIC USE"]
     volume = f"Hemorrhage {finding.volume_ml:.1f} mL"
     if finding.high_ml > finding.low_ml:
         volume += f" ({finding.low_ml:.1f}-{finding.high_ml:.1f})"
@@ -31,7 +33,7 @@ def _caption(finding: VolumeFinding, slice_no: int, n: int, version: int) -> lis
 
 def render_slice(hu: np.ndarray, mask: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     """``(rows, cols)`` HU and mask → ``(rows, cols, 3)`` uint8 with outline and caption."""
-    level, width = WINDOW
+    level, width = BRAIN_WINDOW.level, BRAIN_WINDOW.width
     gray = np.clip((hu - (level - width / 2)) / width * 255.0, 0, 255).astype(np.uint8)
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
     edge = mask & ~ndimage.binary_erosion(mask, iterations=1, border_value=0)

@@ -52,8 +52,10 @@ class Window:
             raise ConfigError(f"bad window {text!r}: expected name:level/width") from exc
 
 
+BRAIN_WINDOW = Window("brain", 40.0, 80.0)  # level/width (HU): what every picture shows
+
 DEFAULT_WINDOWS: tuple[Window, ...] = (
-    Window("brain", 40.0, 80.0),
+    BRAIN_WINDOW,
     Window("subdural", 80.0, 200.0),
     Window("bone", 600.0, 2800.0),
 )

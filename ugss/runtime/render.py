@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ugss.runtime.postprocess import HEAD_HU, bounding_box
+from ugss.runtime.preprocess import BRAIN_WINDOW
 from ugss.runtime.segment import Segmentation
 from ugss.runtime.unit_map import dequantized
 from ugss.runtime.volume import Volume
@@ -26,7 +27,6 @@ from ugss.runtime.volume import Volume
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-BRAIN_WINDOW = (40.0, 80.0)
 INTRACRANIAL_COLOUR = "#7cfc00"  # thin outline of the space searched for hemorrhage
 MASK_COLOURS = ("red", "#00e5ff")  # the mask outline on the CT row, on the uncertainty row
 MAX_MONTAGE_SLICES = 12
@@ -67,7 +67,7 @@ def render_montage(volume: Volume, seg: Segmentation, path: str | Path) -> Path:
     """Pairs of rows: brain window with the mask outlined, then uncertainty (or probability)."""
     path = Path(path)
     slices = montage_slices(seg, volume.shape[0])
-    level, width = BRAIN_WINDOW
+    level, width = BRAIN_WINDOW.level, BRAIN_WINDOW.width
     lo, hi = level - width / 2, level + width / 2
     cols = min(len(slices), MONTAGE_COLUMNS)
     blocks = -(-len(slices) // cols)
