@@ -1,29 +1,148 @@
-"""The one place where library errors become a CLI's error line and exit code."""
+"""The conventions every UGSS command shares, defined once.
+
+- errors: a ``UGSSError`` or a usage error (unknown option, value out of range, missing
+  argument) becomes one ``Error: ...`` line on stderr; usage errors exit 2;
+- options: ``-h``/``--help``, ``--version``, ``-v``/``--verbose`` (the project's debug lines, not
+  matplotlib's), ``-q``/``--quiet``, ``--threads`` (0 = all cores), ``--device`` (auto | cpu |
+  cuda);
+- output locations: checked (created and written to) before any work starts.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+from pathlib import Path
+from typing import Annotated
 
-from ugss.errors import UGSSError
+import typer
+from typer._click.exceptions import ClickException
+
+from ugss import __version__
+from ugss.errors import InputError, UGSSError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+DEVICES = ("auto", "cpu", "cuda")
+# third-party loggers that flood -v with their own DEBUG lines
+NOISY_LOGGERS = ("matplotlib", "PIL", "h5py", "numexpr", "urllib3", "asyncio")
 
 
-def run_cli(app: Callable[[], object]) -> None:
-    """Run a typer app; a ``UGSSError`` becomes ``Error: ...`` on stderr and its exit code."""
+def make_app(help_text: str | None, **kwargs) -> typer.Typer:
+    """A ``typer.Typer`` with the shared settings (``-h``, no shell-completion options)."""
+    return typer.Typer(
+        add_completion=False,
+        context_settings=CONTEXT_SETTINGS,
+        help=help_text,
+        options_metavar="[OPTIONS]",
+        **kwargs,
+    )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ugss {__version__}")
+        raise typer.Exit(0)
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        expose_value=True,
+        help="Print the version and exit.",
+    ),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("-v", "--verbose", help="Show UGSS's debug lines (log of each stage).")
+]
+QuietOpt = Annotated[
+    bool, typer.Option("-q", "--quiet", help="Print nothing but warnings and errors.")
+]
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", min=0, help="CPU threads (0 = all cores).", metavar="INT")
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="Where the model runs: auto, cpu or cuda (auto: the GPU when there is one).",
+        metavar="auto|cpu|cuda",
+        show_default=False,
+    ),
+]
+
+
+def check_device(device: str | None) -> None:
+    if device is not None and device not in DEVICES:
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+
+
+def threads_or_none(threads: int) -> int | None:
+    """``--threads``: 0 means all cores (``None`` for libraries that pick them themselves)."""
+    return threads or None
+
+
+def run_cli(app: typer.Typer, args: list[str] | None = None) -> None:
+    """Run a typer app; any error becomes one ``Error: ...`` line on stderr and an exit code."""
+    command = typer.main.get_command(app)
+    prog = Path(sys.argv[0]).name or "ugss"
     try:
-        app()
+        code = command.main(args=args, prog_name=prog, standalone_mode=False)
     except UGSSError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except ClickException as exc:  # usage errors: unknown option, bad value, missing argument
+        print(f"Error: {exc.format_message().rstrip('.')} (see {prog} --help)", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-def setup_logging(verbose: bool) -> None:
-    """The CLI owns logging; the library only logs to its named loggers."""
+def setup_logging(verbose: bool, quiet: bool = False, *, default: int = logging.INFO) -> None:
+    """The CLI owns logging: UGSS's lines at ``default`` level, its DEBUG lines with
+    ``verbose``, warnings only with ``quiet``; other libraries show warnings only."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else default
+    logging.getLogger("ugss").setLevel(level)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def check_output_dir(path: Path, what: str = "output folder") -> Path:
+    """Create ``path`` and prove it writable now, before any work: ``InputError`` otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: the {what} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"{path}: cannot write the {what} there ({reason})") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"{path}: cannot write the {what} there (permission denied)")
+    return path
+
+
+def check_output_file(path: Path, what: str = "output file") -> Path:
+    """A file to be written: its folder is created and writable, the name is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: the {what} is a folder")
+    check_output_dir(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
+    return path
+
+
+def note(message: str, *, quiet: bool = False) -> None:
+    """One unwrapped line on stderr (progress notes, summaries), unless ``quiet``."""
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)

@@ -31,7 +31,7 @@ def test_mc_metadata_round_trips_through_model_info(head_export: Exported):
     assert info.threshold == 0.5 and info.dropout_rate == 0.2 and info.dropout_at == "head"
     assert info.method == "ugss" and info.version == "1" and info.checkpoint_sha256 == sha
     training = info.training
-    assert training["weights"] == "student" and training["step"] == 4
+    assert training["weights"] == "teacher" and training["step"] == 4  # auto: the validated
     assert training["teacher_update"] == "wema" and training["dropout_kind"] == "channel"
     assert training["data"]["scans"] == {
         "train_labeled": 2,

@@ -49,7 +49,7 @@ def test_config_matches_the_onnx_graph(head_export: Exported, name: str, kind: s
         assert [t.name for t in config.input] == ["image"]  # noise drawn in the graph
         assert [list(t.dims) for t in config.output][2] == [8]  # sample_counts [N, T]
         assert params["ugss.export.noise"] == "graph"
-        assert json.loads(params["ugss.training"])["weights"] == "student"
+        assert json.loads(params["ugss.training"])["weights"] == "teacher"  # auto: the validated
 
 
 def test_string_literals_survive_quotes_and_unicode():

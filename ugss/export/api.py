@@ -70,7 +70,7 @@ class ExportOptions:
     """What to write; validated at construction (one clear error per bad value)."""
 
     onnx: Path
-    weights: str = "student"
+    weights: str = "auto"  # the validated weights, as ugss-eval and ugss-infer use
     mc_samples: int = 8
     noise: str = "input"
     threshold: float = 0.5

@@ -40,7 +40,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def training_summary(ckpt: LoadedCheckpoint, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the model was trained with, small enough for a metadata string (no scan ids)."""
+    """What the model was trained with, for a metadata string; ``data.split_ids`` holds the
+    scan ids of each role of the split, so ``ugss-eval model.onnx --split test`` scores the
+    scans the model never trained on."""
     out: dict[str, Any] = {
         "weights": ckpt.which,
         "method": ckpt.method,
@@ -64,6 +66,7 @@ def training_summary(ckpt: LoadedCheckpoint, extra: dict[str, Any] | None = None
         out["data"] = {
             "n_scans": data.get("n_scans"),
             "scans": {role: len(ids) for role, ids in split.items()},
+            "split_ids": {role: list(ids) for role, ids in split.items()},
             "slices": data.get("slices"),
             "positive_slices_train": data.get("positive_slices_train"),
             "w_pos": data.get("w_pos"),

@@ -86,6 +86,7 @@ class ModelIdentity:
     version: str
     kind: str
     method: str
+    weights: str  # the checkpoint weights exported: teacher or student ("" if not recorded)
     checkpoint_sha256: str
     input_size: int
     windows: str
@@ -102,6 +103,7 @@ class ModelIdentity:
             version=info.version,
             kind=info.kind,
             method=info.method,
+            weights=str(info.training.get("weights", "")),
             checkpoint_sha256=info.checkpoint_sha256,
             input_size=info.input_size,
             windows=windows_to_str(info.windows),
@@ -403,7 +405,8 @@ def _markdown(r: ScanReport) -> str:
         "",
         "## Model",
         "",
-        f"- {m.name} version {m.version} ({m.kind}, method {m.method or '–'}), used as {m.mode}"
+        f"- {m.name} version {m.version} ({m.kind}, method {m.method or '–'}, "
+        f"{m.weights or 'unrecorded'} weights), used as {m.mode}"
         + (f" with T = {m.mc_samples}" if m.mc_samples else ""),
         f"- checkpoint sha256: `{m.checkpoint_sha256 or 'unknown'}`",
         f"- input {m.input_size}², windows {m.windows}, threshold {m.threshold:g}",

@@ -23,18 +23,29 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ugss.cli_support import run_cli, setup_logging
+from ugss.cli_support import (
+    QuietOpt,
+    VerboseOpt,
+    VersionOpt,
+    check_device,
+    check_output_dir,
+    make_app,
+    note,
+    run_cli,
+    setup_logging,
+)
 from ugss.errors import InputError
 from ugss.runtime.nifti import read_nifti
 from ugss.runtime.volume import Volume
 from ugss.train.cache import read_mask_for
 from ugss.train.manifest import ScanRecord, load_records, read_physionet
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = make_app(__doc__)
 console = Console(stderr=True)
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val", "train", "all")
+DEFAULT_WEIGHTS = "auto"  # the validated weights; ugss-export's default too
 Predictor = Callable[[Volume], tuple[np.ndarray, np.ndarray | None]]  # → prob, pred mask
 
 
@@ -95,7 +106,7 @@ def _torch_predictor(
 
 def _onnx_predictor(
     path: Path, mc_samples: int, batch_size: int, threshold: float | None, min_ml: float
-) -> tuple[Predictor, float, dict[str, Any]]:
+) -> tuple[Predictor, float, dict[str, Any], dict[str, Any]]:
     from ugss.runtime.engines import OnnxEngine
     from ugss.runtime.segment import segment_volume
 
@@ -114,7 +125,13 @@ def _onnx_predictor(
         )
         return seg.prob, seg.mask
 
-    return predict, thr, {"model": str(path), "engine": engine.description}
+    training = engine.info.training
+    info = {
+        "model": str(path),
+        "engine": engine.description,
+        "weights": training.get("weights", "unrecorded"),
+    }
+    return predict, thr, info, training
 
 
 def evaluate_records(
@@ -159,92 +176,151 @@ def _print(summary: Any, info: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def _onnx_split(info: dict[str, Any], training: dict[str, Any], split: str) -> dict | None:
+    """The split an exported model records (``data.split_ids``), or ``None`` with a note."""
+    ids = (training.get("data") or {}).get("split_ids")
+    if ids:
+        return ids
+    if split not in ("", "all"):
+        note(
+            f"note: {info['model']} records no training split: scoring every scan given, "
+            f"not the {split} split"
+        )
+    return None
+
+
+def _select_records(
+    model: Path,
+    data: Path | None,
+    manifest: Path | None,
+    split: str,
+    split_ids: dict | None,
+    ck: Any,
+) -> tuple[list[ScanRecord], str]:
+    """The scans to score and the label of the table: the same rule for checkpoints and ONNX
+    (``--split`` of the recorded split; no split recorded: every scan, labelled so)."""
+    if data or manifest:
+        records = load_records(str(data) if data else None, str(manifest) if manifest else None)
+        if split_ids is None:
+            return records, "all (no split recorded)" if split not in ("", "all") else "all"
+        split = split or "all"
+        return _subset(records, split_ids, split), split
+    if ck is None:
+        raise InputError("an ONNX model needs --data or --manifest to evaluate on")
+    if ck.config is None:
+        raise InputError(f"{model}: the checkpoint carries no configuration")
+    split = split or "test"
+    return _checkpoint_records(ck.config, ck.data["split"], split), split
+
+
 @app.command()
 def main_command(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or exported model (.onnx)")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or exported model (.onnx).")],
     data: Annotated[
-        Path | None, typer.Option("--data", help="PhysioNet CT-ICH folder to evaluate on")
+        Path | None,
+        typer.Option("-i", "--data", help="PhysioNet CT-ICH folder to evaluate on.", metavar="DIR"),
     ] = None,
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="CSV/JSON manifest of scans and masks")
+        Path | None,
+        typer.Option("--manifest", help="CSV/JSON manifest of scans and masks.", metavar="FILE"),
     ] = None,
     split: Annotated[
         str,
-        typer.Option(help="test | val | train | all (default: test of the checkpoint's data)"),
+        typer.Option(
+            help="test | val | train | all of the split recorded in the checkpoint or exported "
+            "model (default: test without --data, all with it).",
+            show_default=False,
+        ),
     ] = "",
     out: Annotated[
         Path | None,
-        typer.Option(help="Report folder (default: eval-<split> beside the model)"),
+        typer.Option(
+            "-o",
+            "--out",
+            help="Report folder (default: eval-SPLIT beside the model).",
+            metavar="DIR",
+        ),
     ] = None,
     which: Annotated[
-        str, typer.Option(help="Checkpoint weights: auto (validated) | teacher | student")
-    ] = "auto",
+        str,
+        typer.Option(help="Checkpoint weights: auto (the validated ones) | teacher | student."),
+    ] = DEFAULT_WEIGHTS,
     mc_samples: Annotated[
-        int, typer.Option(help="MC-dropout samples (0: deterministic; ONNX: >0 uses MC graph)")
+        int,
+        typer.Option(help="MC-dropout samples (0: deterministic; ONNX: >0 uses the MC graph)."),
     ] = 0,
     threshold: Annotated[
-        float | None, typer.Option(help="Probability threshold (default: the model's)")
+        float | None,
+        typer.Option(help="Probability threshold (default: the model's).", show_default=False),
     ] = None,
     min_component_ml: Annotated[
-        float, typer.Option(help="ONNX path: drop components smaller than this (mL)")
+        float, typer.Option(help="ONNX path: drop components smaller than this (mL).")
     ] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Slices per forward pass")] = 8,
-    device: Annotated[str, typer.Option(help="Checkpoints: auto | cpu | cuda")] = "auto",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Slices per forward pass.")] = 8,
+    device: Annotated[str, typer.Option(help="Checkpoints: auto | cpu | cuda.")] = "auto",
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    version: VersionOpt = False,
 ) -> None:
-    """Dice, Jaccard, pixel accuracy, slice detection and volume agreement, with plots."""
-    setup_logging(verbose)
+    """Dice, Jaccard, pixel accuracy, slice detection and volume agreement, with plots.
+
+    Writes OUT/evaluation.json, OUT/evaluation.md and OUT/*.png."""
+    setup_logging(verbose, quiet, default=logging.WARNING)
+    check_device(device)
     if split and split not in SPLITS:
         raise InputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if data and manifest:
         raise InputError("give either --data or --manifest, not both")
-    is_onnx = model.suffix.lower() == ".onnx"
     if not model.is_file():
         raise InputError(f"{model}: no such model file")
-    if is_onnx:
-        predict, thr, info = _onnx_predictor(
+    ck = None
+    if model.suffix.lower() == ".onnx":
+        predict, thr, info, training = _onnx_predictor(
             model, mc_samples, batch_size, threshold, min_component_ml
         )
-        if not (data or manifest):
-            raise InputError("an ONNX model needs --data or --manifest to evaluate on")
-        records = load_records(str(data) if data else None, str(manifest) if manifest else None)
-        split = split or "all"
+        split_ids = _onnx_split(info, training, split)
     else:
         predict, thr, info, ck = _torch_predictor(
             model, which, mc_samples, batch_size, device, threshold
         )
-        if data or manifest:
-            records = load_records(str(data) if data else None, str(manifest) if manifest else None)
-            split = split or "all"
-            records = _subset(records, ck.data["split"], split)
-        else:
-            if ck.config is None:
-                raise InputError(f"{model}: the checkpoint carries no configuration")
-            split = split or "test"
-            records = _checkpoint_records(ck.config, ck.data["split"], split)
-    info["split"] = split
-    info["threshold"] = thr
+        split_ids = ck.data.get("split")
+    records, label = _select_records(model, data, manifest, split, split_ids, ck)
+    info["split"], info["threshold"] = label, thr
     if not records:
-        raise InputError(f"no scans in split {split!r}")
-    out_dir = out or model.parent / f"eval-{split}"
+        raise InputError(f"no scans in split {label!r}")
+    out_dir = check_output_dir(out or model.parent / f"eval-{label.split()[0]}", "report folder")
+    summary = _evaluate_with_progress(records, predict, thr, quiet)
+    _write(summary, out_dir, model, info, quiet)
+
+
+def _evaluate_with_progress(records: list[ScanRecord], predict: Predictor, thr: float, quiet: bool):
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=console, disable=quiet) as bar:
         task = bar.add_task("evaluating scans", total=len([r for r in records if r.mask_path]))
-        summary = evaluate_records(
+        return evaluate_records(
             records, predict, thr, lambda done, _total: bar.update(task, completed=done)
         )
+
+
+def _write(summary: Any, out_dir: Path, model: Path, info: dict[str, Any], quiet: bool) -> None:
     from ugss.evaluation import write_markdown, write_plots
 
     summary.write_json(out_dir / "evaluation.json")
     write_markdown(summary, out_dir / "evaluation.md", title=f"UGSS evaluation — {model.name}")
     plots = write_plots(summary, out_dir)
+    if quiet:
+        return
     _print(summary, info)
-    console.print(f"wrote {out_dir}/evaluation.json, evaluation.md and {len(plots)} plot(s)")
+    names = ", ".join(p.name for p in plots)
+    note(
+        f"wrote {out_dir}/evaluation.json, evaluation.md"
+        + (f" and {len(plots)} plot(s): {names}" if plots else "")
+    )
 
 
 def main() -> None:
