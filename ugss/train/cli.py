@@ -16,12 +16,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ugss.cli_support import run_cli, setup_logging
+from ugss.cli_support import (
+    QuietOpt,
+    ThreadsOpt,
+    VerboseOpt,
+    VersionOpt,
+    check_output_dir,
+    make_app,
+    run_cli,
+    setup_logging,
+)
+from ugss.errors import InputError
 from ugss.train.config import DataConfig, MethodConfig, OptimConfig, RunConfig, TrainConfig
-from ugss.train.loop import TrainHooks, TrainResult, train
+from ugss.train.loop import LAST, TrainHooks, TrainResult, train
 from ugss.train.model import ModelConfig
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = make_app(__doc__)
 console = Console(stderr=True)
 
 _D, _M, _MC, _O, _R = DataConfig(), ModelConfig(), MethodConfig(), OptimConfig(), RunConfig()
@@ -107,12 +117,23 @@ def _report(result: TrainResult) -> None:
     Console().print(table)
 
 
+def check_run_folder(out: Path, resume: bool) -> None:
+    """Before any work: ``--out`` can be written, and ``--resume`` has a run to continue."""
+    if resume and not (out / LAST).is_file():
+        raise InputError(f"{out}: nothing to resume (no {LAST} there); drop --resume to start")
+    check_output_dir(out, "run folder")
+
+
 @app.command()
 def main_command(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="PhysioNet CT-ICH folder (ct_scans/, masks/); default: synthetic"
+            "-i",
+            "--data",
+            help="PhysioNet CT-ICH folder (ct_scans/, masks/); default: synthetic",
+            metavar="DIR",
+            show_default=False,
         ),
     ] = None,
     manifest: Annotated[
@@ -121,9 +142,10 @@ def main_command(
             "--manifest", help="CSV/JSON listing scan, optional mask and patient_id per row"
         ),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and metrics")] = Path(
-        _R.out
-    ),
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--out", help="Folder for checkpoints and metrics", metavar="DIR"),
+    ] = Path(_R.out),
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out exactly")
     ] = False,
@@ -235,15 +257,15 @@ def main_command(
     amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA only)")] = _R.amp,
     seed: Annotated[int, typer.Option(help="Seed of weights, batches and dropout")] = _R.seed,
     split_seed: Annotated[int, typer.Option(help="Seed of the patient split")] = _D.split_seed,
-    threads: Annotated[
-        int, typer.Option(help="CPU threads for torch (0 = all cores)")
-    ] = _R.threads,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+    threads: ThreadsOpt = _R.threads,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     """Train the UGSS mean teacher (or a baseline) and write best.pt, last.pt, metrics.jsonl."""
-    setup_logging(verbose)
-    if not verbose:
-        logging.getLogger("ugss").setLevel(logging.WARNING)
+    setup_logging(verbose, quiet, default=logging.WARNING)
+    check_run_folder(out, resume)
+    console.quiet = quiet
     config = TrainConfig(
         data=DataConfig(
             data_dir=str(data) if data else None,
@@ -303,12 +325,12 @@ def main_command(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    hooks = RichHooks(Progress(*columns, console=console, disable=not is_main))
+    hooks = RichHooks(Progress(*columns, console=console, disable=quiet or not is_main))
     try:
         result = train(config, hooks if is_main else None)
     finally:
         hooks.stop()
-    if is_main:
+    if is_main and not quiet:
         _report(result)
 
 
