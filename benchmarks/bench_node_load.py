@@ -11,7 +11,8 @@ and sends its results to a pynetdicom SCP standing in for the PACS.
 
 Reported: instances sent, stored (node counters and spool files), lost, duplicates; receive
 rate (all instances / time until every sender finished); turnaround (first byte to the last
-series' SEG + SR delivered); result sets per series (must be exactly 1). Nothing is asserted;
+series' SEG + SR delivered); result sets per series (must be exactly 1); the node's peak thread
+count (what systemd's ``TasksMax`` limits). Nothing is asserted;
 the exit status is 1 when anything was lost or answered more or less than once.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,27 @@ sys.path.insert(0, str(ROOT / "tests" / "dicom_node"))  # node_helpers
 
 STORESCU = "/usr/bin/storescu"
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+class TaskSampler:
+    """Peak number of threads (Linux tasks) of this process, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, len(os.listdir("/proc/self/task")))
+
+    def start(self) -> TaskSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def run(senders: int, slices: int, matrix: int, quiet_s: float, workdir: Path) -> dict:
@@ -59,6 +82,7 @@ def run(senders: int, slices: int, matrix: int, quiet_s: float, workdir: Path) -
     cfg = NodeConfig(
         port=0, spool=workdir / "spool", model=workdir / "tiny.onnx", poll_s=0.05,
         quiet_period_s=quiet_s, retry_base_s=0.2, max_associations=senders + 4,
+        max_associations_per_peer=senders + 4, max_series_per_hour=100_000,  # all from 127.0.0.1
         spool_limit_mb=100_000, destinations=(Destination("pacs", "PACS", "127.0.0.1", pacs.port),),
     )  # fmt: skip
     node = Node(cfg, engine=engine).start()
@@ -75,6 +99,7 @@ def run(senders: int, slices: int, matrix: int, quiet_s: float, workdir: Path) -
         def send(name: str, files: list[Path]) -> None:
             statuses[name] = send_files(port, files, calling="PY")
 
+        tasks = TaskSampler().start()
         t0 = time.monotonic()
         procs = [
             subprocess.Popen(
@@ -96,6 +121,7 @@ def run(senders: int, slices: int, matrix: int, quiet_s: float, workdir: Path) -
         wait_until(lambda: len(pacs.received) >= 2 * n_series, timeout=120)
         turnaround_s = time.monotonic() - t0
         time.sleep(1.0)  # anything extra would arrive now
+        tasks.stop()
         sent = n_series * slices
         acked = sum(slices for rc in rcs if rc == 0) + sum(s.count(0) for s in statuses.values())
         spooled = len(list((cfg.spool / "series").glob("*/*.dcm")))
@@ -121,6 +147,9 @@ def run(senders: int, slices: int, matrix: int, quiet_s: float, workdir: Path) -
             "results_received": len(pacs.received),
             "series_answered_once": sum(1 for u in uids if per_series.get(u) == 1),
             "series_answered_more": sum(1 for u in uids if per_series.get(u, 0) > 1),
+            # threads of this process at their peak, less the bench's own sender threads and
+            # the sampler: what systemd's TasksMax counts for the node
+            "peak_node_tasks": tasks.peak - len(threads) - 1,
         }
     finally:
         node.stop()
