@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 from typer._click.exceptions import ClickException
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from ugss import __version__
 from ugss.errors import InputError, UGSSError
@@ -29,15 +30,44 @@ DEVICES = ("auto", "cpu", "cuda")
 NOISY_LOGGERS = ("matplotlib", "PIL", "h5py", "numexpr", "urllib3", "asyncio")
 
 
+class Command(TyperCommand):
+    """Help as users of other tools read it: ``ugss-x [OPTIONS] INPUT...`` (no ``{input}``),
+    and no ``<bool>`` placeholder after a flag."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if not isinstance(param, TyperArgument):
+                continue
+            name = (param.metavar or param.name or "arg").upper()
+            name += "..." if param.nargs != 1 else ""
+            pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class App(typer.Typer):
+    """``typer.Typer`` whose commands are ``Command``s."""
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
 def make_app(help_text: str | None, **kwargs) -> typer.Typer:
-    """A ``typer.Typer`` with the shared settings (``-h``, no shell-completion options)."""
-    return typer.Typer(
-        add_completion=False,
-        context_settings=CONTEXT_SETTINGS,
-        help=help_text,
-        options_metavar="[OPTIONS]",
-        **kwargs,
-    )
+    """An ``App`` with the shared settings (``-h``, no shell-completion options)."""
+    return App(add_completion=False, context_settings=CONTEXT_SETTINGS, help=help_text, **kwargs)
 
 
 def _print_version(value: bool) -> None:

@@ -10,13 +10,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ugss.cli_support import run_cli
+from ugss.cli_support import QuietOpt, VersionOpt, check_output_dir, make_app, run_cli
+from ugss.errors import InputError
 from ugss.synth.cohort import validate_options, write_cohort
 from ugss.synth.scan import ScanTruth
 
-app = typer.Typer(
-    add_completion=False,
-    help=(
+app = make_app(
+    (
         "Write a synthetic non-contrast head-CT cohort in the PhysioNet CT-ICH layout: "
         "OUT/ct_scans/NNN.nii, OUT/masks/NNN.nii, OUT/hemorrhage_diagnosis_raw_ct.csv, "
         "OUT/truth.csv (per-scan truth) and OUT/cohort.json."
@@ -33,16 +33,32 @@ def _describe(t: ScanTruth) -> str:
     )
 
 
+def _output_folder(out: Path | None, out_option: Path | None) -> Path:
+    if out is not None and out_option is not None and out != out_option:
+        raise InputError(f"two output folders given: {out} and -o {out_option}")
+    folder = out if out is not None else out_option
+    if folder is None:
+        raise InputError("no output folder: give OUT or -o DIR")
+    return folder
+
+
 @app.command()
 def main_command(
     out: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Output folder (created if missing; files of an earlier run are overwritten).",
+            help="Output folder (created if missing). An earlier cohort there is replaced: its "
+            "scans that this cohort does not hold are removed, so the folder holds exactly what "
+            "truth.csv lists.",
             show_default=False,
+            metavar="OUT",
         ),
-    ],
-    n: Annotated[int, typer.Option("--n", help="Number of scans (1–9999).")] = 20,
+    ] = None,
+    out_option: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="Output folder (instead of OUT).", metavar="DIR"),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", "--n", help="Number of scans (1–9999).")] = 20,
     seed: Annotated[
         int,
         typer.Option(
@@ -54,8 +70,10 @@ def main_command(
         int,
         typer.Option(
             "--matrix",
-            help="Image rows (32–1024). Anatomy keeps its size in mm, so a smaller matrix "
-            "gets larger pixels (0.4–0.5 mm at 512).",
+            help="Nominal image matrix (32–1024): most scans are MATRIX×MATRIX, one in four has "
+            "a cut-down field of view (78–90 % of MATRIX rows and/or columns; truth.csv has each "
+            "scan's shape). Anatomy keeps its size in mm, so a smaller matrix gets larger pixels "
+            "(0.4–0.5 mm at 512).",
         ),
     ] = 512,
     thin_fraction: Annotated[
@@ -88,6 +106,8 @@ def main_command(
             "table, above the cranial floor); truth.csv's icv_ml is its volume.",
         ),
     ] = False,
+    quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     """Write a synthetic head-CT cohort under OUT in the PhysioNet CT-ICH layout.
 
@@ -98,8 +118,10 @@ def main_command(
     truth.csv: per scan types, volume (mL), 0-based positive slices, spacing, shape, intracranial
     volume (icv_ml) and seed.
     """
+    out = _output_folder(out, out_option)
     validate_options(out, n, seed, matrix, thin_fraction, free_fraction)
-    err = Console(stderr=True)
+    check_output_dir(out)
+    err = Console(stderr=True, quiet=quiet)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -138,7 +160,7 @@ def main_command(
             f"{t.spacing[0]:g} mm",
             t.orientation,
         )
-    console = Console()
+    console = Console(quiet=quiet)
     console.print(table)
     with_blood = sum(1 for t in summary.scans if t.types)
     console.print(

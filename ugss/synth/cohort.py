@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import inspect
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -53,6 +54,7 @@ DIAGNOSIS_COLUMNS = (
     "Fracture_Yes_No",
 )
 MAX_SCANS = 9999
+OWN_FILE = re.compile(r"\d+\.nii(\.gz)?")  # a scan, mask or cavity file written here
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def write_cohort(
         if on_scan is not None:
             on_scan(index, truth, time.perf_counter() - t0)
 
+    _remove_stale(out_dir, scans, suffix, cavity)
     _write_diagnosis_csv(out_dir / DIAGNOSIS_CSV, scans)
     _write_truth_csv(out_dir / TRUTH_CSV, scans)
     summary = CohortSummary(out_dir, scans, seed, matrix, time.perf_counter() - start)
@@ -179,6 +182,34 @@ def write_cohort(
     doc = {"options": options, "scans": [s.to_dict() for s in scans]}
     (out_dir / "cohort.json").write_text(json.dumps(doc, indent=1) + "\n")
     return summary
+
+
+def _remove_stale(out_dir: Path, scans: list[ScanTruth], suffix: str, cavity: bool) -> None:
+    """Scans of an earlier run into the same folder that this cohort does not hold (a larger
+    ``--n``, the other ``--compress``, a dropped ``--cavity`` or ``--dicom``) are removed, so
+    the folder holds exactly what ``truth.csv`` lists. Only files named like ours go."""
+    ids = {s.scan_id for s in scans}
+    keep = {f"{i}{suffix}" for i in ids}
+    for sub in ("ct_scans", "masks", "cavity"):
+        for path in _own_files(out_dir / sub):
+            if path.name not in keep or (sub == "cavity" and not cavity):
+                path.unlink()
+    wanted = {s.dicom_dir for s in scans if s.dicom_dir}
+    dicom = out_dir / "dicom"
+    if dicom.is_dir():
+        for series in sorted(p for p in dicom.iterdir() if p.is_dir() and p.name.isdigit()):
+            if f"dicom/{series.name}" not in wanted:
+                for old in series.glob("IM*.dcm"):
+                    old.unlink()
+                if not any(series.iterdir()):
+                    series.rmdir()
+
+
+def _own_files(folder: Path) -> list[Path]:
+    """``NNN.nii`` / ``NNN.nii.gz`` files in ``folder`` (what ``write_cohort`` writes there)."""
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.is_file() and OWN_FILE.fullmatch(p.name)]
 
 
 def validate_options(out_dir: Path, n_scans, seed, matrix, thin_fraction, free_fraction) -> None:
