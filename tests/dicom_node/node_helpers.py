@@ -318,3 +318,140 @@ def mask_from_seg(seg_path: Path, sop_uids: list[str]) -> np.ndarray:
         source_sop_instance_uids=sop_uids, segment_numbers=[1], assert_missing_frames_are_empty=True
     )
     return px[..., 0].astype(bool)
+
+
+# --- multi-series studies --------------------------------------------------------------------
+
+DOSE_SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR Storage
+
+
+def edit_files(paths: list[Path], **attrs) -> list[Path]:
+    """Set DICOM attributes on every file in place (kernel, description, image type, …)."""
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        for key, value in attrs.items():
+            setattr(ds, key, value)
+        ds.save_as(p, enforce_file_format=True)
+    return paths
+
+
+def phantom_series(
+    out: Path,
+    study_uid: str,
+    number: int,
+    description: str,
+    *,
+    kernel: str = "STANDARD",
+    thickness: float = 5.0,
+    sharp: bool = False,
+    entropy: str = "study",
+    **attrs,
+) -> list[Path]:
+    """One axial series of the phantom head in ``study_uid`` (the same anatomy at any
+    thickness); ``sharp`` mimics a bone-kernel reconstruction (edge enhancement and noise)."""
+    from scipy import ndimage
+
+    from ugss.runtime.volume import Volume
+
+    slices = round(170 / thickness)
+    vol, _ = om.phantom_volume((slices, 96, 96), spacing=(thickness, 2.0, 2.0))
+    hu = vol.hu
+    if sharp:
+        rng = np.random.default_rng(number)
+        hu = hu + 1.5 * (hu - ndimage.gaussian_filter(hu, (0, 1, 1)))
+        hu = hu + rng.normal(0, 25, hu.shape).astype(np.float32)
+    paths = write_dicom_series(
+        Volume(hu=hu, affine=vol.affine), out, patient_id="UGSS-TEST", study_instance_uid=study_uid,
+        series_number=number, series_description=description, uid_entropy=f"{entropy}-{number}",
+    )  # fmt: skip
+    return edit_files(paths, ConvolutionKernel=kernel, **attrs) if kernel or attrs else paths
+
+
+def localizer(out: Path, like: Path, number: int) -> list[Path]:
+    """A scout image of the study of ``like``."""
+    from pydicom.uid import generate_uid
+
+    out.mkdir(parents=True)
+    ds = pydicom.dcmread(like)
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.SeriesNumber, ds.SeriesDescription = number, "Topogram"
+    ds.save_as(out / "scout.dcm", enforce_file_format=True)
+    return [out / "scout.dcm"]
+
+
+def coronal(out: Path, study_uid: str, number: int) -> list[Path]:
+    """A coronal reformat marked ORIGINAL (as some scanners do)."""
+    from ugss.runtime.dicom_series import write_dicom_stack
+
+    vol, _ = om.phantom_volume((34, 96, 96), spacing=(5.0, 2.0, 2.0))
+    stack = np.ascontiguousarray(vol.hu.transpose(1, 0, 2)[::-1][:, ::-1])  # (y, z, x)
+    affine = np.array([[2.0, 0, 0, -96], [0, 0, 2.0, -96], [0, -5.0, 0, 85], [0, 0, 0, 1]])
+    paths = write_dicom_stack(
+        stack[::4], affine @ np.diag([1, 1, 4, 1]), out, patient_id="UGSS-TEST",
+        study_instance_uid=study_uid, series_number=number, series_description="Head coronal",
+        uid_entropy=f"coronal-{study_uid}",
+    )  # fmt: skip
+    return edit_files(paths, ImageType=["ORIGINAL", "PRIMARY", "OTHER"])
+
+
+def dose_report(out: Path, like: Path, number: int) -> list[Path]:
+    """A minimal X-Ray Radiation Dose SR of the study of ``like``."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    src = pydicom.dcmread(like, stop_before_pixels=True)
+    ds = Dataset()
+    for key in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "StudyID",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+    ):
+        setattr(ds, key, src.get(key, ""))  # fmt: skip
+    ds.SOPClassUID, ds.SOPInstanceUID = DOSE_SR_CLASS, generate_uid()
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.Modality = generate_uid(), number, "SR"
+    ds.SeriesDescription, ds.InstanceNumber, ds.Manufacturer = "Dose Report", 1, "UGSS"
+    ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "113701", "DCM"
+    code.CodeMeaning = "X-Ray Radiation Dose Report"
+    ds.ConceptNameCodeSequence = [code]
+    ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+    ds.ContentDate, ds.ContentTime = src.StudyDate, src.StudyTime
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = DOSE_SR_CLASS, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    out.mkdir(parents=True)
+    ds.save_as(out / "dose.dcm", enforce_file_format=True)
+    return [out / "dose.dcm"]
+
+
+def head_study(out: Path, study_uid: str) -> dict[str, list[Path]]:
+    """The issue's six-series head CT study: localizer, 5 mm soft, 5 mm bone, 1.25 mm soft,
+    coronal reformat, dose report."""
+    soft = phantom_series(out / "soft5", study_uid, 2, "Head 5mm soft", kernel="H30S")
+    return {
+        "localizer": localizer(out / "scout", soft[0], 1),
+        "soft5": soft,
+        "bone5": phantom_series(
+            out / "bone5", study_uid, 3, "Head 5mm bone", kernel="H70H", sharp=True
+        ),
+        "thin": phantom_series(
+            out / "thin", study_uid, 4, "Head 1.25mm", kernel="H30S", thickness=1.25
+        ),
+        "coronal": coronal(out / "coronal", study_uid, 5),
+        "dose": dose_report(out / "dose", soft[0], 6),
+    }
+
+
+def series_uid_of(paths: list[Path]) -> str:
+    return str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)

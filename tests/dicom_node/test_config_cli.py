@@ -102,7 +102,7 @@ def test_status_lists_series_jobs_outbox(tmp_path):
 def test_database_records_migrations_and_versions(tmp_path):
     db = NodeDB(tmp_path / "n.sqlite")
     names = [r[0] for r in db._query("SELECT name FROM schema_migrations")]
-    assert names == ["0001_initial", "0002_peers_and_budgets"]
+    assert names == ["0001_initial", "0002_peers_and_budgets", "0003_studies"]
     kw = {"study_uid": "1.2", "size": 1, "calling_ae": "A"}
     assert db.record_instance(series_uid="1.5", sop_uid="1.5.1", path="a", now=0, **kw).new
     assert not db.record_instance(series_uid="1.5", sop_uid="1.5.1", path="a", now=1, **kw).new

@@ -75,6 +75,9 @@ HELP = {
     "tls_cert": "Server certificate (PEM); turns TLS on, with its key.",
     "tls_key": "Private key (PEM) of the TLS server certificate.",
     "tls_ca": "CA bundle (PEM): require client certificates signed by it.",
+    "select": "Series segmented per study: best (one: soft-tissue axial non-contrast head CT "
+    "nearest select_preferred_mm thick) | all (every suitable series). The rules' keyword lists "
+    "and thickness range are TOML keys select_* (see --print-config).",
 }
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=HELP["config"])]
@@ -127,6 +130,7 @@ def serve(
     tls_cert: Annotated[OptPath, _opt("tls_cert")] = None,
     tls_key: Annotated[OptPath, _opt("tls_key")] = None,
     tls_ca: Annotated[OptPath, _opt("tls_ca")] = None,
+    select: Annotated[OptStr, _opt("select")] = None,
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the effective configuration and exit.")
     ] = False,
@@ -148,7 +152,7 @@ def serve(
         max_associations_per_peer=max_associations_per_peer,
         max_series_per_hour=max_series_per_hour, max_slices_per_series=max_slices_per_series,
         max_series_voxels=max_series_voxels, decode_memory_mb=decode_memory_mb,
-        decode_timeout_s=decode_timeout_s,
+        decode_timeout_s=decode_timeout_s, select=select,
     )  # fmt: skip
     if print_config:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))

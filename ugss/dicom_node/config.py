@@ -9,6 +9,8 @@ The TOML file is flat; its keys are the flag names with ``_`` for ``-``::
     destinations = ["pacs=ORTHANC@127.0.0.1:4242"]     # name=AE@host:port
     quiet_period_s = 10
     spool = "/var/lib/ugss-node"
+    select = "best"                                    # or "all"; rules: selection.py
+    select_thickness_mm = [0.5, 6.0]
 
 Values are checked here, once: a bad value fails before the node opens a port.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ugss.dicom_node import selection
 from ugss.errors import ConfigError
 from ugss.runtime.engines import PROVIDER_CHOICES
 
@@ -116,6 +119,14 @@ class NodeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    select: str = "best"  # "best": one series per study; "all": every suitable series
+    select_preferred_mm: float = 5.0
+    select_thickness_mm: tuple[float, float] = (0.5, 6.0)
+    select_sharp_kernels: tuple[str, ...] = selection.SHARP_KERNELS
+    select_soft_kernels: tuple[str, ...] = selection.SOFT_KERNELS
+    select_contrast_keywords: tuple[str, ...] = selection.CONTRAST_KEYWORDS
+    select_head_keywords: tuple[str, ...] = selection.HEAD_KEYWORDS
+    select_sharp_noise_hu: float = 12.0
     poll_s: float = field(default=0.2, repr=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +168,29 @@ class NodeConfig:
         names = [d.name for d in self.destinations]
         if len(set(names)) != len(names):
             raise ConfigError(f"destination names must be unique, got {names}")
+        self._check_selection()
+
+    def _check_selection(self) -> None:
+        if self.select not in selection.SELECT_MODES:
+            raise ConfigError(f"select must be one of {', '.join(selection.SELECT_MODES)}")
+        low, high = self.select_thickness_mm
+        if not 0 < low <= high:
+            raise ConfigError("select_thickness_mm must be [low, high] with 0 < low <= high")
+        if self.select_preferred_mm <= 0 or self.select_sharp_noise_hu <= 0:
+            raise ConfigError("select_preferred_mm and select_sharp_noise_hu must be > 0")
+
+    @property
+    def selection_rules(self) -> selection.SelectionRules:
+        return selection.SelectionRules(
+            mode=self.select,
+            preferred_mm=self.select_preferred_mm,
+            thickness_mm=self.select_thickness_mm,
+            sharp_kernels=self.select_sharp_kernels,
+            soft_kernels=self.select_soft_kernels,
+            contrast_keywords=self.select_contrast_keywords,
+            head_keywords=self.select_head_keywords,
+            sharp_noise_hu=self.select_sharp_noise_hu,
+        )
 
     @property
     def db_path(self) -> Path:
@@ -181,7 +215,7 @@ class NodeConfig:
             if value is None:
                 continue
             if isinstance(value, tuple):
-                value = [str(v) for v in value]
+                value = [v if isinstance(v, int | float) else str(v) for v in value]
             elif isinstance(value, Path):
                 value = str(value)
             out[f.name] = value
@@ -247,6 +281,15 @@ def _convert(key: str, value: Any) -> Any:
         )
     if key in _PATH_KEYS:
         return Path(value).expanduser()
+    if key == "select_thickness_mm":
+        pair = tuple(_number(key, v, float) for v in _as_list(key, value))
+        if len(pair) != 2:
+            raise ConfigError(f"{key} must be [low, high], got {value!r}")
+        return pair
+    if key.startswith("select_") and key.endswith(("_kernels", "_keywords")):
+        return tuple(str(v).strip().upper() for v in _as_list(key, value) if str(v).strip())
+    if key.endswith(("_mm", "_hu")):
+        return _number(key, value, float)
     if key in _INT_KEYS:
         return _number(key, value, int)
     if key.endswith("_s") or key.endswith("_h"):

@@ -13,7 +13,12 @@ Result UIDs are deterministic, so a job or delivery replayed after a power loss 
 States:
 - series: receiving → queued → processing → done | failed (a new instance reopens it)
   | quarantined (the decoder process crashed or hit a limit: kept for inspection, never rerun)
-- jobs: queued → running → done | failed (running jobs go back to queued on restart)
+  | passed (study selection chose another series; ``error`` says why) | ignored (instances
+  acknowledged but not kept: localizer, reformat, dose report; ``error`` says why)
+- studies: a study is judged when none of its series had an instance for the quiet period
+  (``quiet_studies``); ``queue_study`` records the choice and its jobs in one transaction
+- jobs: queued → running → done | failed (running jobs go back to queued on restart); kind
+  ``series`` segments a series, kind ``study`` reports a study with no suitable series
 - outbox: pending → sent | failed (retries with backoff until ``max_attempts``)
 """
 
@@ -94,6 +99,15 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX series_peer ON series(peer, first_at);
         """,
     ),
+    (
+        "0003_studies",
+        """
+        ALTER TABLE series ADD COLUMN label TEXT NOT NULL DEFAULT '';
+        ALTER TABLE series ADD COLUMN judged_at REAL;
+        ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'series';
+        CREATE INDEX series_study ON series(study_uid, last_at);
+        """,
+    ),
 )
 
 
@@ -111,6 +125,19 @@ class Job:
     attempts: int
     created_at: float
     last_at: float  # when the series' newest instance arrived
+    kind: str = "series"  # "series": segment it; "study": the study's "not assessed" report
+
+
+@dataclass(frozen=True)
+class StudySeries:
+    """One series of a study as selection sees it (``reason``: why it was passed over)."""
+
+    series_uid: str
+    label: str
+    state: str
+    reason: str
+    n_instances: int
+    job_state: str  # state of its newest segmentation job ("" if none)
 
 
 @dataclass(frozen=True)
@@ -211,6 +238,7 @@ class NodeDB:
         now: float | None = None,
         peer: str = "",
         voxels: int = 0,
+        label: str = "",
     ) -> NewInstance:
         """Called after the file is on disk, before the C-STORE response."""
         now = time.time() if now is None else now
@@ -218,11 +246,18 @@ class NodeDB:
             row = c.execute(
                 "SELECT state, n_instances FROM series WHERE series_uid=?", (series_uid,)
             ).fetchone()
+            if row is not None and row["state"] == "ignored":  # its first kept instance
+                c.execute(
+                    "UPDATE series SET state='receiving', n_instances=0, error='', peer=?,"
+                    " calling_ae=?, judged_at=NULL WHERE series_uid=?",
+                    (peer, calling_ae, series_uid),
+                )
+                row = None
             if row is None:
                 c.execute(
-                    "INSERT INTO series (series_uid, study_uid, calling_ae, state, first_at,"
-                    " last_at, peer) VALUES (?, ?, ?, 'receiving', ?, ?, ?)",
-                    (series_uid, study_uid, calling_ae, now, now, peer),
+                    "INSERT OR IGNORE INTO series (series_uid, study_uid, calling_ae, state,"
+                    " first_at, last_at, peer, label) VALUES (?, ?, ?, 'receiving', ?, ?, ?, ?)",
+                    (series_uid, study_uid, calling_ae, now, now, peer, label[:64]),
                 )
             old = c.execute(
                 "SELECT size FROM instances WHERE series_uid=? AND sop_uid=?", (series_uid, sop_uid)
@@ -254,6 +289,28 @@ class NodeDB:
             )
             n = (row["n_instances"] if row is not None else 0) + 1
             return NewInstance(True, reopened, n)
+
+    def record_ignored(
+        self, *, series_uid: str, study_uid: str, reason: str, label: str = "",
+        now: float | None = None,
+    ) -> bool:  # fmt: skip
+        """An instance acknowledged but not kept: its series is listed (state ``ignored``,
+        ``error`` = the reason) so the study's report can say why it was not assessed, and it
+        keeps the study open. True when this made a new series row."""
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            new = c.execute(
+                "INSERT OR IGNORE INTO series (series_uid, study_uid, state, first_at, last_at,"
+                " error, label, n_instances) VALUES (?, ?, 'ignored', ?, ?, ?, ?, 1)",
+                (series_uid, study_uid, now, now, reason[:500], label[:64]),
+            ).rowcount
+            if not new:
+                c.execute(
+                    "UPDATE series SET last_at=MAX(last_at, ?),"
+                    " n_instances=n_instances+(state='ignored') WHERE series_uid=?",
+                    (now, series_uid),
+                )
+        return bool(new)
 
     def budget(self, series_uid: str, peer: str, now: float | None = None) -> SeriesBudget:
         """Counts the receive limits are checked against (one read, no write)."""
@@ -287,32 +344,92 @@ class NodeDB:
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def queue_quiet_series(self, quiet_s: float, now: float | None = None) -> list[Job]:
-        """Series with no new instance for ``quiet_s`` become a job with the next version."""
+    def quiet_studies(self, quiet_s: float, now: float | None = None) -> list[str]:
+        """Studies to judge: one of their series is receiving (or ignored and not yet judged)
+        and no series of the study has had an instance for ``quiet_s`` (PS3.4 has no
+        end-of-study either)."""
         now = time.time() if now is None else now
-        if not self._query(
-            "SELECT 1 FROM series WHERE state='receiving' AND last_at<=? LIMIT 1", (now - quiet_s,)
-        ):
-            return []  # the common case, without a write transaction
-        jobs = []
+        rows = self._query(
+            "SELECT study_uid FROM series GROUP BY study_uid HAVING MAX(last_at)<=? AND"
+            " SUM(state='receiving' OR (state='ignored' AND judged_at IS NULL))>0"
+            " ORDER BY MAX(last_at)",
+            (now - quiet_s,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def study_series(self, study_uid: str) -> list[StudySeries]:
+        """Every series of a study (oldest first) with its state and the reason it has."""
+        rows = self._query(
+            "SELECT s.series_uid, s.label, s.state, s.error, s.n_instances, (SELECT j.state FROM"
+            " jobs j WHERE j.series_uid=s.series_uid AND j.kind='series' ORDER BY j.version DESC"
+            " LIMIT 1) AS job_state FROM series s WHERE s.study_uid=? ORDER BY s.first_at,"
+            " s.series_uid",
+            (study_uid,),
+        )
+        return [StudySeries(r[0], r[1], r[2], r[3], int(r[4]), r[5] or "") for r in rows]
+
+    def queue_study(
+        self,
+        study_uid: str,
+        *,
+        chosen: list[str],
+        passed: dict[str, str] | None = None,
+        not_assessed_on: str | None = None,
+        now: float | None = None,
+    ) -> list[Job]:
+        """Record a study's selection in one transaction: a job (next version) per chosen
+        series, the reason of each passed-over series, and ``not_assessed_on`` (a series of
+        the study) anchors a study job: the "not assessed" report without a SEG."""
+        now = time.time() if now is None else now
+        ids = []
         with self._tx() as c:
-            rows = c.execute(
-                "SELECT series_uid, n_instances FROM series WHERE state='receiving' AND last_at<=?",
-                (now - quiet_s,),
-            ).fetchall()
-            for r in rows:
-                version = c.execute(
-                    "SELECT COALESCE(MAX(version), 0) + 1 FROM jobs WHERE series_uid=?",
-                    (r["series_uid"],),
-                ).fetchone()[0]
-                cur = c.execute(
-                    "INSERT INTO jobs (series_uid, version, state, n_instances, created_at)"
-                    " VALUES (?, ?, 'queued', ?, ?)",
-                    (r["series_uid"], version, r["n_instances"], now),
+            for uid, reason in (passed or {}).items():
+                c.execute(
+                    "UPDATE series SET state=CASE state WHEN 'ignored' THEN state ELSE 'passed'"
+                    " END, error=?, judged_at=? WHERE series_uid=? AND state IN ('receiving',"
+                    " 'ignored')",
+                    (reason[:500], now, uid),
                 )
-                c.execute("UPDATE series SET state='queued' WHERE series_uid=?", (r["series_uid"],))
-                jobs.append(int(cur.lastrowid or 0))
-        return [self.job(i) for i in jobs]
+            c.execute(
+                "UPDATE series SET judged_at=? WHERE study_uid=? AND state='ignored'",
+                (now, study_uid),
+            )
+            anchors = [(uid, "series") for uid in chosen]
+            anchors += [(not_assessed_on, "study")] if not_assessed_on else []
+            for uid, kind in anchors:
+                version, n = c.execute(
+                    "SELECT (SELECT COALESCE(MAX(version), 0) + 1 FROM jobs WHERE series_uid=?),"
+                    " n_instances FROM series WHERE series_uid=?",
+                    (uid, uid),
+                ).fetchone()
+                cur = c.execute(
+                    "INSERT INTO jobs (series_uid, version, state, n_instances, created_at, kind)"
+                    " VALUES (?, ?, 'queued', ?, ?, ?)",
+                    (uid, version, n, now, kind),
+                )
+                if kind == "series":
+                    c.execute(
+                        "UPDATE series SET state='queued', judged_at=?, error='' WHERE"
+                        " series_uid=?",
+                        (now, uid),
+                    )
+                ids.append(int(cur.lastrowid or 0))
+        return [self.job(i) for i in ids]
+
+    def study_answers(self, study_uid: str) -> int:
+        """How many "not assessed" study reports the study has had (jobs of kind study)."""
+        return int(self._query(
+            "SELECT COUNT(*) FROM jobs j JOIN series s USING (series_uid) WHERE s.study_uid=?"
+            " AND j.kind='study'", (study_uid,),
+        )[0][0])  # fmt: skip
+
+    def queue_quiet_series(self, quiet_s: float, now: float | None = None) -> list[Job]:
+        """Without selection: every receiving series of each quiet study becomes a job."""
+        jobs = []
+        for study in self.quiet_studies(quiet_s, now):
+            chosen = [s.series_uid for s in self.study_series(study) if s.state == "receiving"]
+            jobs += self.queue_study(study, chosen=chosen, now=now)
+        return jobs
 
     def job(self, job_id: int) -> Job:
         r = self._query(
@@ -322,7 +439,7 @@ class NodeDB:
         )[0]
         return Job(
             r["id"], r["series_uid"], r["study_uid"], r["version"], r["state"],
-            r["n_instances"], r["attempts"], r["created_at"], r["last_at"],
+            r["n_instances"], r["attempts"], r["created_at"], r["last_at"], r["kind"],
         )  # fmt: skip
 
     def next_job(self) -> Job | None:
@@ -434,7 +551,8 @@ class NodeDB:
         """Finished series (UID, study UID) whose last instance is older than ``older_than``."""
         rows = self._query(
             "SELECT series_uid, study_uid FROM series WHERE state IN ('done', 'failed',"
-            " 'quarantined') AND last_at<? AND bytes+result_bytes>0 AND"
+            " 'quarantined', 'passed', 'ignored') AND last_at<? AND"
+            " (bytes+result_bytes>0 OR state='ignored') AND"
             " NOT EXISTS (SELECT 1 FROM outbox o JOIN jobs j ON o.job_id=j.id"
             " WHERE j.series_uid=series.series_uid AND o.state='pending')",
             (older_than,),
@@ -461,6 +579,17 @@ class NodeDB:
     def rows(self, table: str, limit: int = 50) -> list[dict[str, Any]]:
         order = {"series": "last_at", "jobs": "id", "outbox": "id"}[table]
         rows = self._query(f"SELECT * FROM {table} ORDER BY {order} DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def studies(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Series rows of the newest ``limit`` studies, grouped by study (newest first)."""
+        rows = self._query(
+            "WITH recent AS (SELECT study_uid, MAX(last_at) AS t FROM series GROUP BY study_uid"
+            " ORDER BY t DESC LIMIT ?) SELECT s.study_uid, s.series_uid, s.label, s.state,"
+            " s.error, s.n_instances FROM series s JOIN recent USING (study_uid)"
+            " ORDER BY recent.t DESC, s.study_uid, s.first_at, s.series_uid",
+            (limit,),
+        )
         return [dict(r) for r in rows]
 
     def counts(self, table: str) -> dict[str, int]:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 
 from ugss.dicom_node.decode import DecodeLimits, slice_reader
 from ugss.dicom_node.overlay import build_overlay
 from ugss.dicom_node.seg import ResultIds, build_seg
-from ugss.dicom_node.sr import VolumeFinding, build_sr
+from ugss.dicom_node.sr import SeriesNote, VolumeFinding, build_sr, build_study_sr
 from ugss.errors import DicomSeriesError
 from ugss.runtime.dicom_series import read_dicom_series_with_refs, write_dicom_series
 from ugss.runtime.engines import Engine
@@ -96,6 +97,8 @@ def process_series(
     overlay: bool = False,
     scratch: Path | None = None,
     decode_limits: DecodeLimits | None = None,
+    source_label: str = "",
+    not_assessed: tuple[SeriesNote, ...] = (),
 ) -> JobOutput:
     """Run the pipeline for one series folder; raises ``DicomSeriesError`` for a bad series
     (``DecodeFailed`` when the decoder process crashed or hit a limit)."""
@@ -140,8 +143,9 @@ def process_series(
         info.headers, mask_frames, ids, model_name=model_name, model_version=model_version
     )
     sr_ds = build_sr(
-        seg_ds, series_uid, finding, ids, model_name=model_name, model_version=model_version
-    )
+        seg_ds, series_uid, finding, ids, model_name=model_name, model_version=model_version,
+        source_label=source_label, not_assessed=not_assessed,
+    )  # fmt: skip
     files = [
         ResultFile(out_dir / "seg.dcm", str(seg_ds.SOPClassUID), ids.seg_sop_uid, "seg"),
         ResultFile(out_dir / "sr.dcm", str(sr_ds.SOPClassUID), ids.sr_sop_uid, "sr"),
@@ -159,6 +163,7 @@ def process_series(
     summary["seg_sop_uid"] = ids.seg_sop_uid
     summary["sr_sop_uid"] = ids.sr_sop_uid
     summary["files"] = len(files)
+    summary["not_assessed"] = {n.series_uid: n.reason for n in not_assessed}
     summary["timings_s"] = {
         "load": round(t1 - t0, 3),
         "model": round(t2 - t1, 3),
@@ -166,6 +171,46 @@ def process_series(
     }
     (out_dir / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return JobOutput(tuple(files), summary)
+
+
+def study_result_ids(study_uid: str, version: int) -> ResultIds:
+    """UIDs of a study's "not assessed" report: never those of a series' result."""
+    return ResultIds.for_version(f"study/{study_uid}", version)
+
+
+def process_study(
+    evidence: Path,
+    *,
+    study_uid: str,
+    version: int,
+    reason: str,
+    not_assessed: tuple[SeriesNote, ...],
+    engine: Engine,
+    results: Path,
+) -> JobOutput:
+    """The report of a study with no suitable series: one SR, no SEG (``evidence``: a header
+    file of the study). Written under ``<results>/<StudyUID>/study/v<version>/``."""
+    header = pydicom.dcmread(evidence, stop_before_pixels=True, force=True)
+    if str(header.get("StudyInstanceUID", "")) != study_uid:
+        raise DicomSeriesError(f"{evidence.name}: not of study {study_uid}")
+    ids = study_result_ids(study_uid, version)
+    sr_ds = build_study_sr(
+        header, reason, ids, model_name=engine.info.name, model_version=engine.info.version,
+        not_assessed=not_assessed,
+    )  # fmt: skip
+    out_dir = results / study_uid / "study" / f"v{version}"
+    sr_file = ResultFile(out_dir / "sr.dcm", str(sr_ds.SOPClassUID), ids.sr_sop_uid, "sr")
+    save_atomic(sr_ds, sr_file.path)
+    summary: dict[str, Any] = {
+        "version": version,
+        "assessed": False,
+        "reason": reason,
+        "sr_sop_uid": ids.sr_sop_uid,
+        "files": 1,
+        "not_assessed": {n.series_uid: n.reason for n in not_assessed},
+    }
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return JobOutput((sr_file,), summary)
 
 
 def warm_up(engine: Engine) -> float:

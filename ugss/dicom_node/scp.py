@@ -56,6 +56,7 @@ from ugss.dicom_node.dimse import (
 from ugss.dicom_node.encoding import check_encoding, inflate_bounded
 from ugss.dicom_node.log import event as log_event
 from ugss.dicom_node.log import quiet_third_party
+from ugss.dicom_node.selection import series_label
 from ugss.dicom_node.series import Verdict, check_instance
 from ugss.dicom_node.spool import AlreadyStored, Spool
 from ugss.errors import ConfigError
@@ -211,11 +212,7 @@ class Receiver:
         calling = str(event.assoc.requestor.ae_title).strip()
         peer = f"{calling}@{event.assoc.requestor.address}"
         if not verdict.keep:
-            self.stats.add("ignored")
-            log_event(
-                "instance_ignored", reason=verdict.reason, series=verdict.series_uid,
-                sop=verdict.sop_uid, calling_ae=calling,
-            )  # fmt: skip
+            self._ignore(ds, verdict, calling)
             return SUCCESS
         held = self.spool.instance_path(verdict.series_uid, verdict.sop_uid)
         if held.exists():
@@ -232,6 +229,7 @@ class Receiver:
         rec = self.db.record_instance(
             series_uid=verdict.series_uid, study_uid=verdict.study_uid, sop_uid=verdict.sop_uid,
             path=str(path), size=size, calling_ae=calling, peer=peer, voxels=voxels,
+            label=series_label(ds),
         )  # fmt: skip
         self.stats.add("stored" if rec.new else "duplicates")
         if rec.reopened:
@@ -241,6 +239,25 @@ class Receiver:
             sop=verdict.sop_uid, bytes=size, new=rec.new, calling_ae=calling,
         )  # fmt: skip
         return SUCCESS
+
+    def _ignore(self, ds: Dataset, verdict: Verdict, calling: str) -> None:
+        """Acknowledged, not kept: the series is listed for its study's report; the header of
+        its first instance (no pixel data) is kept so a study of such series can be answered."""
+        self.stats.add("ignored")
+        log_event(
+            "instance_ignored", reason=verdict.reason, series=verdict.series_uid,
+            sop=verdict.sop_uid, calling_ae=calling,
+        )  # fmt: skip
+        new = self.db.record_ignored(
+            series_uid=verdict.series_uid, study_uid=verdict.study_uid, reason=verdict.reason,
+            label=series_label(ds),
+        )  # fmt: skip
+        if new:
+            try:
+                self.spool.store_header(verdict.series_uid, ds)
+            except Exception as exc:  # the report then takes its header from another series
+                log_event("header_not_kept", level=logging.WARNING, series=verdict.series_uid,
+                          reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     def _admit(self, verdict: Verdict, peer: str, voxels: int) -> None:
         """Ownership and per-peer budgets for a new instance (PS3.4 0xA900 / 0xA700)."""

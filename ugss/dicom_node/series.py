@@ -66,13 +66,14 @@ def check_instance(ds: Dataset, command_sop_class: str, command_sop_uid: str) ->
     if "LOCALIZER" in image_type:
         return verdict(False, "localizer image")
     if image_type[:2] != ["ORIGINAL", "PRIMARY"]:
-        return verdict(False, f"ImageType {'/'.join(image_type[:2]) or 'missing'} is not original")
+        shown = "/".join(image_type[:2]) or "missing"
+        return verdict(False, f"derived image or reformat (ImageType {shown} is not original)")
     if _int(ds.get("NumberOfFrames"), 1) > 1:
         return verdict(False, "multi-frame image")
     r = [float(v) for v in ds.ImageOrientationPatient]  # row, column direction cosines
     normal = (r[1] * r[5] - r[2] * r[4], r[2] * r[3] - r[0] * r[5], r[0] * r[4] - r[1] * r[3])
     if abs(normal[2]) < AXIAL_MIN_COS * max(math.hypot(*normal), 1e-9):
-        return verdict(False, "not an axial image")
+        return verdict(False, "reformat: not an axial image")
     return verdict(True)
 
 

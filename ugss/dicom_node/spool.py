@@ -4,6 +4,7 @@ Layout under the spool root::
 
     incoming/                     temporary files being written (cleared at start)
     series/<SeriesUID>/<SOPUID>.dcm
+    headers/<SeriesUID>.dcm       first header (no pixel data) of a series that was not kept
 
 A file is written to ``incoming/``, flushed and fsynced, renamed into place (atomic on one file
 system) and the directory fsynced; only then may the C-STORE be answered with Success. UIDs are
@@ -13,6 +14,7 @@ validated (PS3.5 9.1) before they become path components, so ``../../x`` never r
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -21,6 +23,9 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from ugss.dicom_node.dimse import (
     DATASET_DOES_NOT_MATCH_SOP_CLASS,
@@ -92,11 +97,12 @@ class Spool:
         self.incoming = self.root / "incoming"
         self.series_root = self.root / "series"
         self.scratch = self.root / "scratch"  # decoded slices of the running job
+        self.headers = self.root / "headers"  # a header of each acknowledged, unkept series
         self._lock = threading.Lock()
         self._used = int(used_bytes)
         self._reserved = 0
         _checked_dir(self.root, 0o022)  # systemd's StateDirectoryMode=0750 is fine
-        for d in (self.incoming, self.series_root, self.scratch):
+        for d in (self.incoming, self.series_root, self.scratch, self.headers):
             _checked_dir(d, 0o077)
         self.clear_incoming()
 
@@ -177,6 +183,38 @@ class Spool:
                 self._reserved -= size
                 self._used += added
 
+    def header_path(self, series_uid: str) -> Path:
+        return self.headers / f"{checked_uid(series_uid, 'SeriesInstanceUID')}.dcm"
+
+    def store_header(self, series_uid: str, ds: Dataset) -> Path:
+        """Keep ``ds`` without its pixel data (Explicit VR Little Endian), written atomically.
+
+        The patient and study modules of a series that was acknowledged but not kept, for the
+        study's "not assessed" report when no series of the study was kept."""
+        header = Dataset()
+        for elem in ds:
+            if elem.tag < 0x7FE00000 and elem.tag.group != 0x0002:
+                header.add(elem)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
+        meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        header.file_meta = meta
+        buf = io.BytesIO()
+        header.save_as(buf, enforce_file_format=True)
+        final = self.header_path(series_uid)
+        tmp = self.incoming / f"{uuid.uuid4().hex}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buf.getvalue())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return final  # not counted: a few kB per series, removed with the series
+
     def holds(self, path: Path, dataset: bytes | memoryview) -> bool:
         """True when the file at ``path`` carries exactly this data set (after its file meta)."""
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -196,6 +234,9 @@ class Spool:
         """Delete a series folder (retention); returns the bytes freed. Never through a link."""
         folder = self.series_dir(series_uid)
         freed = remove_tree(folder)
+        header = self.header_path(series_uid)
+        if header.is_file() or header.is_symlink():
+            header.unlink()
         self.account(-freed)
         return freed
 

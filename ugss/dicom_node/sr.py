@@ -17,6 +17,7 @@ the qualitative evaluation Hemorrhage = "Not Evaluated" (SCT 373121007) and a Co
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,19 @@ class VolumeFinding:
         return cls(seg.volume_ml, low, high, seg.intracranial_ml, seg.assessed)
 
 
+@dataclass(frozen=True)
+class SeriesNote:
+    """A series of the study the report was not computed on, and why (study selection)."""
+
+    series_uid: str
+    label: str
+    reason: str
+
+    def text(self) -> str:
+        label = f" ({self.label})" if self.label else ""
+        return f"series {self.series_uid}{label} not assessed: {self.reason}"[:1024]
+
+
 def build_sr(
     seg: Dataset,
     source_series_uid: str,
@@ -72,8 +86,11 @@ def build_sr(
     *,
     model_name: str,
     model_version: str,
+    source_label: str = "",
+    not_assessed: Sequence[SeriesNote] = (),
 ) -> hd.sr.Comprehensive3DSR:
-    """TID 1500 report referencing segment 1 of ``seg``."""
+    """TID 1500 report referencing segment 1 of ``seg``; Comments (DCM 121106) name the series
+    it was computed on and each series of the study it did not assess, with the reason."""
     algorithm = hd.sr.AlgorithmIdentification(name=model_name, version=model_version)
     reference = hd.sr.ReferencedSegment(
         sop_class_uid=seg.SOPClassUID,
@@ -95,16 +112,55 @@ def build_sr(
         algorithm_id=algorithm,
     )
     if not finding.assessed:
-        group[0].ContentSequence.append(
-            hd.sr.TextContentItem(
-                name=codes.DCM.Comment,
-                value=NOT_HEAD_CT,
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-            )
-        )
+        group[0].ContentSequence.append(_comment(NOT_HEAD_CT))
+    label = f" ({source_label})" if source_label else ""
+    group[0].ContentSequence.append(_comment(f"computed on series {source_series_uid}{label}"))
+    for note in not_assessed:
+        group[0].ContentSequence.append(_comment(note.text()))
     groups = [group]
     if finding.intracranial_ml is not None:
         groups.append(_intracranial_group(finding.intracranial_ml, ids, algorithm))
+    return _report(groups, [seg], ids, model_name)
+
+
+def build_study_sr(
+    evidence: Dataset,
+    reason: str,
+    ids: ResultIds,
+    *,
+    model_name: str,
+    model_version: str,
+    not_assessed: Sequence[SeriesNote] = (),
+) -> hd.sr.Comprehensive3DSR:
+    """The report of a study with no suitable series: Hemorrhage "Not Evaluated", a Comment
+    ``reason`` (starting "not assessed: ") and one Comment per series; no SEG, no volume."""
+    algorithm = hd.sr.AlgorithmIdentification(name=model_name, version=model_version)
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=ids.tracking_uid, identifier=SEGMENT_LABEL
+        ),
+        finding_type=codes.SCT.Hemorrhage,
+        finding_sites=[hd.sr.FindingSite(codes.SCT.Intracranial)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.SCT.Hemorrhage, NOT_EVALUATED)],
+        algorithm_id=algorithm,
+    )
+    group[0].ContentSequence.append(_comment(reason))
+    for note in not_assessed:
+        group[0].ContentSequence.append(_comment(note.text()))
+    return _report([group], [evidence], ids, model_name)
+
+
+def _comment(text: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(
+        name=codes.DCM.Comment,
+        value=text,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+
+
+def _report(
+    groups: list, evidence: list[Dataset], ids: ResultIds, model_name: str
+) -> hd.sr.Comprehensive3DSR:
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -121,7 +177,7 @@ def build_sr(
         title=codes.cid7021.ImagingMeasurementReport,
     )
     return hd.sr.Comprehensive3DSR(
-        evidence=[seg],
+        evidence=evidence,
         content=report,
         series_instance_uid=ids.sr_series_uid,
         series_number=950 + ids.version,
@@ -232,9 +288,25 @@ def read_intracranial_ml(sr: Dataset) -> float | None:
     return None
 
 
+def _comments(sr: Dataset) -> list[str]:
+    return [
+        str(item.TextValue)
+        for item in _walk(sr.get("ContentSequence", []))
+        if item.get("ValueType") == "TEXT" and _code(item) == "121106"
+    ]
+
+
 def read_not_assessed(sr: Dataset) -> str | None:
     """The Comment of a scan that was not assessed (e.g. "not assessed: not a head CT")."""
-    for item in _walk(sr.get("ContentSequence", [])):
-        if item.get("ValueType") == "TEXT" and _code(item) == "121106":
-            return str(item.TextValue)
-    return None
+    return next((t for t in _comments(sr) if t.startswith("not assessed")), None)
+
+
+def read_series_notes(sr: Dataset) -> tuple[str | None, dict[str, str]]:
+    """``(series computed on, {series not assessed: reason})`` from a stored report."""
+    computed, passed = None, {}
+    for text in _comments(sr):
+        if text.startswith("computed on series "):
+            computed = text.split()[3]
+        elif text.startswith("series ") and " not assessed: " in text:
+            passed[text.split()[1]] = text.split(" not assessed: ", 1)[1]
+    return computed, passed

@@ -21,10 +21,12 @@ class NodeStatus:
     series: list[dict[str, Any]]
     jobs: list[dict[str, Any]]
     outbox: list[dict[str, Any]]
+    studies: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "counts": self.counts,
+            "studies": self.studies,
             "series": self.series,
             "jobs": self.jobs,
             "outbox": self.outbox,
@@ -39,11 +41,44 @@ def read_status(db_path: Path, limit: int = 20) -> NodeStatus:
         tables = ("series", "jobs", "outbox")
         counts = {t: db.counts(t) for t in tables}
         series, jobs, outbox = (db.rows(t, limit) for t in tables)
+        studies = _studies(db.studies(limit))
     finally:
         db.close()
     for job in jobs:
         job["result"] = json.loads(job.get("result") or "{}")
-    return NodeStatus(counts, series, jobs, outbox)
+    return NodeStatus(counts, series, jobs, outbox, studies)
+
+
+_PASSED = ("passed", "ignored")
+
+
+def _studies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per study: its series, each chosen (segmented) or passed over with why."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        study = out.setdefault(r["study_uid"], {"study_uid": r["study_uid"], "series": []})
+        role = "passed" if r["state"] in _PASSED else "receiving"
+        if r["state"] not in (*_PASSED, "receiving", "purged"):
+            role = "chosen"
+        study["series"].append({
+            "series_uid": r["series_uid"], "label": r["label"], "role": role,
+            "state": r["state"], "reason": r["error"] if role == "passed" else "",
+            "instances": r["n_instances"],
+        })  # fmt: skip
+    return list(out.values())
+
+
+def _format_studies(studies: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "STUDIES (newest first): the series chosen and why the others were not"]
+    for st in studies:
+        lines.append(f"study {_short(st['study_uid'])}")
+        for s in st["series"]:
+            label = s["label"][:24] or _short(s["series_uid"])
+            lines.append(
+                f"  {s['role']:9} {label:24} {s['instances']:>5}  {s['state']:10} "
+                f"{s['reason'][:70]}"
+            )
+    return lines
 
 
 def _when(ts: float | None) -> str:
@@ -60,6 +95,7 @@ def format_status(status: NodeStatus) -> str:
     for name in ("series", "jobs", "outbox"):
         parts = ", ".join(f"{k} {v}" for k, v in sorted(status.counts[name].items())) or "none"
         lines.append(f"{name}: {parts}")
+    lines += _format_studies(status.studies)
     lines += [
         "",
         "SERIES (newest first)",
