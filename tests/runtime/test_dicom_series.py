@@ -239,7 +239,7 @@ def _tilt(folder):
 
         def shift(ds, k=k):
             x, y, z = (float(v) for v in ds.ImagePositionPatient)
-            ds.ImagePositionPatient = [x, y + 0.4 * k, z]
+            ds.ImagePositionPatient = [x, y + 4.0 * k, z]  # 38.7°: more than MAX_TILT_DEG
 
         _edit(path, shift)
 

@@ -22,7 +22,7 @@ from ugss.dicom_node.codestream import ImageClaim, check_frame
 from ugss.dicom_node.dimse import DATASET_DOES_NOT_MATCH_SOP_CLASS, StoreRefusal
 from ugss.dicom_node.spool import checked_uid
 
-AXIAL_MIN_COS = 0.9  # |normal · z| above this counts as axial (tilt up to ~25°; the reader decides)
+AXIAL_MIN_COS = 0.8  # |normal · z| above this counts as axial (tilt up to ~37°; the reader decides)
 # Rows × Columns of one slice, for every transfer syntax (CT is 512², rarely 1024²): a header
 # claiming more is refused before anything is decoded or allocated.
 MAX_SLICE_PIXELS = 2048 * 2048

@@ -1,7 +1,13 @@
 """A folder holding one DICOM CT series → ``Volume`` on the canonical grid, or one clear refusal.
 
 Every refusal is a ``DicomSeriesError`` with one line naming the problem: a model must never see a
-volume assembled from mixed series, a scout, a tilted gantry or a series with missing slices.
+volume assembled from mixed series, a scout or a series with missing slices.
+
+Gantry tilt (up to ``MAX_TILT_DEG``): the slices are stacked as they are, and the affine's slice
+column is the real step between neighbours (along the table), so the affine is sheared as
+dcm2niix writes it; ``Volume.voxel_volume_ml`` (its determinant) is then the true voxel volume
+(pixel area × spacing along the slice normal), and results written back on the source grid —
+NIfTI maps, DICOM-SEG frames — lie on the CT's own tilted slices.
 Slices are sorted by their position along the image-plane normal, never by file name or
 InstanceNumber. The geometry follows DICOM: the first ImageOrientationPatient triplet is the
 direction of increasing column index ``i``, the second of increasing row index ``j``, and
@@ -41,7 +47,9 @@ MULTI_FRAME_SOP_CLASSES = {
 }
 ORIENTATION_TOL = 1e-4  # direction cosines, absolute
 PIXEL_SPACING_TOL = 1e-4  # mm
-TILT_TOL = 1e-3  # sideways offset per mm of slice step (≈ 0.06°)
+TILT_TOL = 1e-3  # sideways offset per mm of slice step (≈ 0.06°): below this, not tilted
+MAX_TILT_DEG = 35.0  # gantry tilt read (head protocols tilt 10-30°); beyond: refused
+STEP_TOL_MM = 0.05  # every step between neighbours equals the mean step within this
 DUPLICATE_TOL_MM = 1e-3  # two slices closer than this along the normal sit at the same position
 SPACING_REL_TOL = 0.02  # a gap may differ from the median gap by this fraction
 
@@ -317,12 +325,20 @@ def _check_positions(slices: list[_Slice], normal: np.ndarray) -> None:
     steps = np.diff(np.array([s.position for s in slices]), axis=0)
     sideways = np.linalg.norm(steps - np.outer(steps @ normal, normal), axis=1)
     ratio = sideways / gaps
-    if ratio.max() > TILT_TOL:
+    if ratio.max() > TILT_TOL:  # gantry tilt: positions run along the table, not the normal
         angle = float(np.degrees(np.arctan(ratio.max())))
-        raise DicomSeriesError(
-            f"gantry tilt: slice positions run {angle:.2f}° off the image-plane normal; "
-            "tilted series are not supported (resample to an orthogonal grid first)"
-        )
+        if angle > MAX_TILT_DEG:
+            raise DicomSeriesError(
+                f"gantry tilt of {angle:.1f}°: more than {MAX_TILT_DEG:g}° is not supported"
+            )
+        mean = steps.mean(axis=0)
+        k = int(np.argmax(np.linalg.norm(steps - mean, axis=1)))
+        if np.linalg.norm(steps[k] - mean) > STEP_TOL_MM:
+            a, b = slices[k], slices[k + 1]
+            raise DicomSeriesError(
+                f"tilted series with uneven steps: {a.path.name} → {b.path.name} moves "
+                f"{_fmt(steps[k])} mm, the mean step is {_fmt(mean)} mm"
+            )
 
     expected = float(np.median(gaps))
     bad = np.flatnonzero(np.abs(gaps - expected) > max(SPACING_REL_TOL * expected, 1e-3))

@@ -75,7 +75,8 @@ def write_dicom_stack(
     """Write ``stack`` ``(k, rows, columns)`` in HU, placed by a RAS ``affine`` of ``(i, j, k)``.
 
     The lower level of ``write_dicom_series``: any orthogonal grid, so a series can be stored in
-    a non-axial or flipped orientation (``i`` = column, ``j`` = row, ``k`` = slice).
+    a non-axial or flipped orientation (``i`` = column, ``j`` = row, ``k`` = slice); a slice
+    column off the image-plane normal (a sheared affine) is written as a gantry-tilted series.
     """
     stack = np.asarray(stack)
     affine = np.asarray(affine, dtype=np.float64)
@@ -180,16 +181,19 @@ def _geometry(affine_ras: np.ndarray) -> dict:
         raise VolumeError("the affine is degenerate (a zero voxel size)")
     row_dir, col_dir = lps[:, 0] / col_spacing, lps[:, 1] / row_spacing
     normal = np.cross(row_dir, col_dir)
-    sideways = np.linalg.norm(lps[:, 2] - (lps[:, 2] @ normal) * normal) / step
-    if abs(row_dir @ col_dir) > _GEOMETRY_TOL or sideways > _GEOMETRY_TOL:
-        raise VolumeError("a sheared affine (non-orthogonal axes) cannot be written as DICOM")
+    if abs(row_dir @ col_dir) > _GEOMETRY_TOL:
+        raise VolumeError("a sheared image plane (non-orthogonal rows and columns) cannot be "
+                          "written as DICOM")  # fmt: skip
+    along = float(lps[:, 2] @ normal)  # a slice step off the normal is a gantry tilt
+    if along < 1e-9 * step:
+        raise VolumeError("the slice axis lies in the image plane")
     orientation = np.concatenate([row_dir, col_dir])
     orientation[np.abs(orientation) < 1e-12] = 0.0
     return {
         "orientation": orientation,
         "pixel_spacing": (row_spacing, col_spacing),
         "normal": normal,
-        "thickness": step,
+        "thickness": along,  # the spacing along the normal, also when the gantry is tilted
     }
 
 
