@@ -14,7 +14,7 @@ from ugss.runtime.dicom_series import read_dicom_series_with_refs, write_dicom_s
 
 @pytest.fixture(scope="module")
 def empty_series(tmp_path_factory):
-    vol, _ = om.phantom_volume((8, 64, 64), bleed=False)
+    vol, _ = om.phantom_volume((8, 64, 64), spacing=(5.0, 3.0, 3.0), bleed=False)  # head-sized
     return write_dicom_series(vol, tmp_path_factory.mktemp("ct") / "empty", uid_entropy="e")
 
 

@@ -20,7 +20,7 @@ from ugss.train.predict import LoadedCheckpoint, load_checkpoint
 @dataclass(frozen=True)
 class Exported:
     ckpt_path: Path
-    ckpt: LoadedCheckpoint  # the student, as exported by default
+    ckpt: LoadedCheckpoint  # the validated weights, as exported by default (weights=auto)
     options: ExportOptions
     result: ExportResult
 
@@ -55,4 +55,4 @@ def export_tiny(root: Path, *, triton: bool = False, **ckpt_kw) -> Exported:
             interval_calibration=False,
         )
         result = export_checkpoint(ckpt_path, options)
-    return Exported(ckpt_path, load_checkpoint(ckpt_path, which="student"), options, result)
+    return Exported(ckpt_path, load_checkpoint(ckpt_path, which="auto"), options, result)

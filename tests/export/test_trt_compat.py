@@ -43,7 +43,7 @@ def element_export(tmp_path_factory: pytest.TempPathFactory) -> Exported:
             interval_calibration=False,  # the tiny checkpoint's split names no real scans
         )
         result = export_checkpoint(ckpt, options)
-    return Exported(ckpt, load_checkpoint(ckpt, which="student"), options, result)
+    return Exported(ckpt, load_checkpoint(ckpt, which="auto"), options, result)
 
 
 def variants(exp: Exported) -> dict[str, Path]:

@@ -77,7 +77,7 @@ HELP = {
     "tls_ca": "CA bundle (PEM): require client certificates signed by it.",
     "select": "Series segmented per study: best (one: soft-tissue axial non-contrast head CT "
     "nearest select_preferred_mm thick) | all (every suitable series). The rules' keyword lists "
-    "and thickness range are TOML keys select_* (see --print-config).",
+    "and thickness range are TOML keys select_* (ugss-node --print-config lists them).",
 }
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=HELP["config"])]

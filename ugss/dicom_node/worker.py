@@ -106,9 +106,12 @@ class Worker(threading.Thread):
         for uid, reason in decision.passed.items():
             log_event("series_passed", study=study_uid, series=uid, reason=reason)
         for job in jobs:
-            log_event("series_complete" if job.kind == "series" else "study_not_assessed",
-                      series=job.series_uid, instances=job.n_instances, version=job.version,
-                      job=job.id)  # fmt: skip
+            if job.kind == "series":
+                log_event("series_complete", series=job.series_uid, instances=job.n_instances,
+                          version=job.version, job=job.id)  # fmt: skip
+            else:
+                log_event("study_not_assessed", study=study_uid, series=job.series_uid,
+                          version=job.version, job=job.id)  # fmt: skip
 
     def _notes(self, job: Job) -> tuple[str, tuple[SeriesNote, ...]]:
         """The job's series label, and the study's other series that were not assessed."""
