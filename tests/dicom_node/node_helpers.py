@@ -36,6 +36,9 @@ ORTHANC = shutil.which("Orthanc") or next(
 STORESCU = "/usr/bin/storescu" if os.path.exists("/usr/bin/storescu") else None
 ECHOSCU = "/usr/bin/echoscu" if os.path.exists("/usr/bin/echoscu") else None
 DCIODVFY = shutil.which("dciodvfy")
+DICOMWEB_PLUGIN = next(
+    (p for p in ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",) if os.path.exists(p)), None
+)
 
 
 def free_port() -> int:
@@ -214,8 +217,17 @@ class Orthanc:
         self.dicom_port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def start(self, modalities: dict[str, list] | None = None) -> Orthanc:
+    def start(
+        self,
+        modalities: dict[str, list] | None = None,
+        *,
+        dicomweb: bool = False,
+        users: dict[str, str] | None = None,
+    ) -> Orthanc:
+        """``dicomweb``: load the DICOMweb plugin (Debian orthanc-dicomweb) at /dicom-web;
+        ``users``: HTTP basic authentication on (the helper's own requests use the first)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.users = users or {}
         config = {
             "Name": "UGSS-TEST",
             "StorageDirectory": str(self.workdir / "db"),
@@ -224,13 +236,15 @@ class Orthanc:
             "DicomPort": self.dicom_port,
             "DicomAet": self.aet,
             "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
+            "AuthenticationEnabled": bool(users),
+            "RegisteredUsers": users or {},
             "DicomCheckCalledAet": True,
             "DicomAlwaysAllowStore": False,
             "DicomAlwaysAllowEcho": False,
             "DicomCheckModalityHost": True,
             "DicomModalities": modalities or {},
-            "Plugins": [],
+            "Plugins": [DICOMWEB_PLUGIN] if dicomweb else [],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "StableAge": 1,
             "StorageCompression": False,
             "DicomScpTimeout": 10,
@@ -272,11 +286,15 @@ class Orthanc:
     def _request(
         self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"
     ):
+        headers = {"Content-Type": ctype} if body is not None else {}
+        if getattr(self, "users", None):
+            import base64
+
+            user, password = next(iter(self.users.items()))
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.http_port}{path}",
-            data=body,
-            method=method,
-            headers={"Content-Type": ctype} if body is not None else {},
+            f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method, headers=headers
         )
         with urllib.request.urlopen(req, timeout=60) as rsp:
             data = rsp.read()

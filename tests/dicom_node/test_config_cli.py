@@ -51,6 +51,10 @@ def test_toml_then_flags(tmp_path):
         ("colour = 1", "unknown configuration keys: colour"),
         ("port = 1.5", "whole number"),
         ("port = [", "not valid TOML"),
+        ('destinations = ["web=https://u:pw@pacs.example/dicom-web"]', "no credentials in the URL"),
+        ('web_auth = "digest"', "none, basic or bearer"),
+        ('web_auth = "bearer"', "needs web_secret_file"),
+        ('web_auth = "basic"\nweb_secret_file = "s"', "needs web_user"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(tmp_path, text, message):
@@ -203,3 +207,18 @@ def test_destinations_imply_a_calling_ae_allow_list(tmp_path):
     assert load_config(None).peers == ()  # nothing to derive from: results go to a folder
     out = CliRunner().invoke(app, ["--destination", dests[0], "--print-config"])
     assert out.exit_code == 0 and json.loads(out.output)["peers"] == ["ORTHANC@127.0.0.1"]
+
+
+def test_a_dicomweb_destination_is_a_url_and_adds_no_peer(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text(
+        'destinations = ["cloud=https://pacs.example/dicom-web/"]\n'
+        'web_auth = "bearer"\nweb_secret_file = "token"\nweb_timeout_s = 5\n'
+    )
+    cfg = load_config(f)
+    (dest,) = cfg.destinations
+    assert dest.is_web and dest.url == "https://pacs.example/dicom-web"
+    assert str(dest) == "cloud=https://pacs.example/dicom-web"
+    assert cfg.web_timeout_s == 5.0 and cfg.web_secret_file.name == "token"
+    assert cfg.peers == ()  # no AE@host to derive an allow-list from
+    assert not Destination.parse("pacs=PACS@10.0.0.2:104").is_web

@@ -359,8 +359,10 @@ def test_node_job_on_a_series_that_is_not_a_head(engines, tmp_path):
     folder = tmp_path / "ct"
     write_dicom_series(_water_cylinder(), folder)
     uid = str(pydicom.dcmread(next(folder.iterdir())).SeriesInstanceUID)
-    out = process_series(folder, study_uid="1.2.3", series_uid=uid, version=1,
-                         engine=engines["det"], results=tmp_path / "results", overlay=True)  # fmt: skip
+    out = process_series(
+        folder, study_uid="1.2.3", series_uid=uid, version=1, engine=engines["det"],
+        results=tmp_path / "results", overlay=True,
+    )  # fmt: skip
     assert out.summary["assessed"] is False and out.summary["volume_ml"] == 0.0
     sr = next(f for f in out.files if f.kind == "sr")
     assert read_not_assessed(pydicom.dcmread(sr.path)) == NOT_HEAD_CT

@@ -41,7 +41,8 @@ HELP = {
     "None given: the destinations' AE@host, or any peer when there are no destinations.",
     "allow_any_peer": "Accept any calling AE even when destinations are set (by default the "
     "destinations' AE@host become the allow-list when no --peer is given).",
-    "destination": "Where results are sent, name=AE@host:port (repeat).",
+    "destination": "Where results are sent (repeat): name=AE@host:port (C-STORE) or "
+    "name=https://host/dicom-web (STOW-RS; credentials: TOML keys web_*).",
     "spool": f"State folder: instances, node.sqlite, results (default {_D.spool}).",
     "spool_limit_mb": "Refuse instances (0xA700) beyond this spool size in MiB "
     f"(default {_D.spool_limit_mb}).",

@@ -6,7 +6,8 @@ The TOML file is flat; its keys are the flag names with ``_`` for ``-``::
     bind = "127.0.0.1"
     port = 11112
     peers = ["ORTHANC@127.0.0.1"]                      # calling AE allow-list, AE@host
-    destinations = ["pacs=ORTHANC@127.0.0.1:4242"]     # name=AE@host:port
+    destinations = ["pacs=ORTHANC@127.0.0.1:4242",     # name=AE@host:port (C-STORE)
+                    "cloud=https://pacs.example/dicom-web"]  # name=URL (DICOMweb STOW-RS)
     quiet_period_s = 10
     spool = "/var/lib/ugss-node"
     select = "best"                                    # or "all"; rules: selection.py
@@ -65,23 +66,39 @@ class Peer:
 
 @dataclass(frozen=True)
 class Destination:
-    """A C-STORE SCP that receives the results (PS3.4 Annex B)."""
+    """Where results go: a C-STORE SCP (PS3.4 Annex B) or a DICOMweb base URL (STOW-RS,
+    PS3.18 10.5) when ``url`` is set."""
 
     name: str
-    ae_title: str
-    host: str
-    port: int
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
+    url: str = ""
 
     @classmethod
     def parse(cls, text: str) -> Destination:
-        """``name=AE@host:port``."""
+        """``name=AE@host:port`` or ``name=https://host/dicom-web``."""
+        web = re.match(r"^([A-Za-z0-9_.-]+)=(https?://[^\s]+)$", str(text).strip())
+        if web:
+            name, url = web.groups()
+            if "@" in url.split("//", 1)[1].split("/", 1)[0]:
+                raise ConfigError(f"destination {name}: no credentials in the URL (use web_*)")
+            return cls(name, url=url.rstrip("/"))
         m = re.match(r"^([A-Za-z0-9_.-]+)=(.+)@([^@:]+):(\d+)$", str(text).strip())
         if not m:
-            raise ConfigError(f"destination {text!r}: expected name=AE@host:port")
+            raise ConfigError(
+                f"destination {text!r}: expected name=AE@host:port or name=https://host/dicom-web"
+            )
         name, ae, host, port = m.groups()
         return cls(name, check_ae_title(ae, f"destination {name}"), host, _check_port(int(port)))
 
+    @property
+    def is_web(self) -> bool:
+        return bool(self.url)
+
     def __str__(self) -> str:
+        if self.url:
+            return f"{self.name}={self.url}"
         return f"{self.name}={self.ae_title}@{self.host}:{self.port}"
 
 
@@ -119,6 +136,11 @@ class NodeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    web_auth: str = "none"  # DICOMweb destinations: none | basic | bearer
+    web_user: str | None = None  # basic: the user name
+    web_secret_file: Path | None = None  # basic: the password; bearer: the token (one line)
+    web_ca_bundle: Path | None = None  # CA bundle (PEM) to verify the server; default: system
+    web_timeout_s: float = 30.0
     select: str = "best"  # "best": one series per study; "all": every suitable series
     select_preferred_mm: float = 5.0
     select_thickness_mm: tuple[float, float] = (0.5, 6.0)
@@ -169,6 +191,17 @@ class NodeConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"destination names must be unique, got {names}")
         self._check_selection()
+        self._check_web()
+
+    def _check_web(self) -> None:
+        if self.web_auth not in ("none", "basic", "bearer"):
+            raise ConfigError(f"web_auth must be none, basic or bearer, got {self.web_auth!r}")
+        if self.web_auth != "none" and self.web_secret_file is None:
+            raise ConfigError(f"web_auth={self.web_auth} needs web_secret_file")
+        if self.web_auth == "basic" and not self.web_user:
+            raise ConfigError("web_auth=basic needs web_user")
+        if self.web_timeout_s <= 0:
+            raise ConfigError("web_timeout_s must be > 0")
 
     def _check_selection(self) -> None:
         if self.select not in selection.SELECT_MODES:
@@ -260,11 +293,16 @@ def with_default_peers(cfg: NodeConfig) -> NodeConfig:
     """
     if cfg.peers or cfg.allow_any_peer or not cfg.destinations:
         return cfg
-    peers = tuple(dict.fromkeys(Peer(d.ae_title, d.host) for d in cfg.destinations))
+    peers = tuple(dict.fromkeys(Peer(d.ae_title, d.host) for d in cfg.destinations if not d.is_web))
+    if not peers:
+        return cfg
     return replace(cfg, peers=peers)
 
 
-_PATH_KEYS = {"spool", "results", "model", "tls_cert", "tls_key", "tls_ca"}
+_PATH_KEYS = {
+    "spool", "results", "model", "tls_cert", "tls_key", "tls_ca", "web_secret_file",
+    "web_ca_bundle",
+}  # fmt: skip
 _INT_KEYS = {
     "port", "max_associations", "max_associations_per_peer", "max_attempts", "spool_limit_mb",
     "mc_samples", "max_series_per_hour", "max_slices_per_series", "max_series_voxels",

@@ -6,6 +6,8 @@ Handlers raise ``StoreRefusal``; ``scp.handle_store`` is the single place it bec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydicom.dataset import Dataset
 
 SUCCESS = 0x0000
@@ -50,3 +52,14 @@ class StoreRefusal(Exception):
         ds.Status = self.status
         ds.ErrorComment = self.reason[:64]
         return ds
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """Per outbox item: delivered, or the error to retry with (``permanent``: never retried,
+    e.g. a DICOMweb 4xx)."""
+
+    item_id: int
+    ok: bool
+    error: str = ""
+    permanent: bool = False

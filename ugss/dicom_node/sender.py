@@ -13,7 +13,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import pydicom
 from pynetdicom import AE
@@ -21,18 +20,11 @@ from pynetdicom.presentation import build_context
 
 from ugss.dicom_node.config import Destination, NodeConfig
 from ugss.dicom_node.db import NodeDB, OutboxItem
+from ugss.dicom_node.dicomweb import stow_files
+from ugss.dicom_node.dimse import SendResult
 from ugss.dicom_node.log import event as log_event
 
 _WARNING_STATUSES = {0xB000, 0xB006, 0xB007}
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """Per outbox item: delivered, or the error to retry with."""
-
-    item_id: int
-    ok: bool
-    error: str = ""
 
 
 def is_delivered(status: int) -> bool:
@@ -148,6 +140,8 @@ class Sender(threading.Thread):
                 results = [
                     SendResult(i.id, False, f"destination {name} not configured") for i in group
                 ]
+            elif dest.is_web:
+                results = stow_files(dest, group, self.config)
             else:
                 results = send_files(
                     dest, group, calling_ae=self.config.ae_title,
@@ -164,7 +158,7 @@ class Sender(threading.Thread):
                     )  # fmt: skip
                     continue
                 attempts = item.attempts + 1
-                give_up = attempts >= self.config.max_attempts
+                give_up = r.permanent or attempts >= self.config.max_attempts
                 delay = backoff_s(attempts, self.config.retry_base_s, self.config.retry_max_s)
                 self.db.mark_retry(item.id, r.error, time.time() + delay, give_up)
                 log_event(
