@@ -11,13 +11,18 @@ import pytest
 from export_ckpts import write_checkpoint
 from export_fixtures import torch_threads
 
-from ugss.errors import ConfigError
+from ugss.errors import ConfigError, InputError
 from ugss.export.api import ExportOptions, export_checkpoint
 from ugss.export.cli import main
 from ugss.export.metadata import read_onnx_metadata
-from ugss.export.quantize import calibration_slices
+from ugss.export.quantize import (
+    MIN_FOREGROUND_PX,
+    Calibration,
+    calibration_slices,
+    quantize_int8,
+)
 from ugss.runtime.engines import OnnxEngine, model_twin, open_engine
-from ugss.runtime.model_info import KIND_MC, ModelInfo
+from ugss.runtime.model_info import DET_OUTPUT, INPUT_NAME, KIND_MC, ModelInfo
 from ugss.runtime.nifti import write_nifti
 from ugss.synth import make_scan
 
@@ -92,8 +97,8 @@ def test_calibration_reads_the_users_scans(tmp_path: Path):
     calib = calibration_slices(info, [str(tmp_path)], max_slices=8)
     assert calib.slices.shape[1:] == (3, 32, 32) and 2 <= len(calib.slices) <= 8
     assert "scan.nii.gz" in calib.source
-    fit, check = calib.halves
-    assert len(fit) + len(check) == len(calib.slices)
+    fit, check = calib.split(np.zeros(len(calib.slices)))
+    assert sorted([*fit, *check]) == list(range(len(calib.slices)))
     assert calibration_slices(info, [str(path)], max_slices=8).slices.shape == calib.slices.shape
 
 
@@ -112,3 +117,54 @@ def test_int8_option_errors(tmp_path: Path, monkeypatch, capsys):
             main()
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def _bright_channel_model(path: Path) -> Path:
+    """prob = sigmoid(20 · (channel 0 − 0.5)): foreground exactly where channel 0 is bright."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.array([20, 0, 0], np.float32).reshape(1, 3, 1, 1), "w")
+    bias = numpy_helper.from_array(np.array([-10.0], np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", [INPUT_NAME, "w", "b"], ["logit"]),
+            helper.make_node("Sigmoid", ["logit"], [DET_OUTPUT]),
+        ],
+        "bright",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", 3, 16, 16])],
+        [helper.make_tensor_value_info(DET_OUTPUT, TensorProto.FLOAT, ["n", 1, 16, 16])],
+        [weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _slices(bright: tuple[int, ...], n: int = 8) -> Calibration:
+    x = np.full((n, 3, 16, 16), 0.2, np.float32)
+    for i in bright:
+        x[i, 0, 3:13, 3:13] = 0.9  # 100 px of foreground
+    return Calibration(x, "test slices")
+
+
+def test_int8_check_sees_foreground_wherever_it_lies(tmp_path: Path):
+    """Foreground on slices 0 and 2 only: an even/odd split would hold all of it out of the
+    check and report "mask Dice 1.0000 (0 fp32 foreground px)" (issue 16 item 6); dealt out,
+    one calibrates (int8 learns the bright range) and one is checked."""
+    src = _bright_channel_model(tmp_path / "m.onnx")
+    agreement = quantize_int8(src, tmp_path / "q.onnx", _slices((0, 2)), threshold=0.5)
+    assert agreement.fp32_pixels == 100 and agreement.foreground_slices == 1
+    assert agreement.fp32_pixels >= MIN_FOREGROUND_PX and agreement.mask_dice > 0.9
+    assert "(100 fp32 foreground px on 1 slices)" in agreement.describe()
+
+
+def test_int8_check_without_foreground_fails_with_one_line(tmp_path: Path):
+    src = _bright_channel_model(tmp_path / "m.onnx")
+    dst = tmp_path / "q.onnx"
+    with pytest.raises(InputError) as exc:
+        quantize_int8(src, dst, _slices(()), threshold=0.5)
+    message = str(exc.value)
+    assert "\n" not in message and not dst.exists()
+    assert message.startswith("int8 check: the fp32 model marks 0 px of hemorrhage on 4 held-out")
+    assert "(test slices)" in message and "--calibration" in message

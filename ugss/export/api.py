@@ -352,7 +352,8 @@ def _export_mc(
 def _export_int8(
     options: ExportOptions, infos: dict[str, ModelInfo], say: Progress
 ) -> list[Artifact]:
-    """int8 twins of the written fp32 graphs, checked against them (``quantize``)."""
+    """int8 twins of the written fp32 graphs, checked against them (``quantize``); a check
+    with too little fp32 foreground stops the export (``InputError``) before writing a twin."""
     from .quantize import MIN_AGREEMENT, calibration_slices, quantize_int8
 
     say("reading calibration slices")
@@ -365,7 +366,7 @@ def _export_int8(
         say(f"quantizing {src.name} to int8")
         t0 = time.perf_counter()
         agreement = quantize_int8(src, dst, calib, infos[kind].threshold)
-        if agreement.fp32_pixels >= 50 and agreement.mask_dice < MIN_AGREEMENT:
+        if agreement.mask_dice < MIN_AGREEMENT:
             dst.unlink(missing_ok=True)
             raise ExportError(
                 f"{dst.name}: {agreement.describe()}, below {MIN_AGREEMENT}; keep the fp32 model "

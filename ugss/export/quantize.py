@@ -11,6 +11,11 @@ by ``ugss.synth``. Half of the slices calibrate, the other half check the result
 fp32 model: the largest probability difference and the agreement (Dice) of the two masks are
 printed and stored in the model's metadata. An int8 model whose masks agree with fp32 less
 than ``MIN_AGREEMENT`` is refused rather than written.
+
+The slices where the fp32 model marks foreground are dealt out to both halves in turn, so the
+check sees them wherever they lie in the stack. When the fp32 model marks fewer than
+``MIN_FOREGROUND_PX`` pixels on the held-out half, a mask Dice would test nothing (two empty
+masks agree perfectly): the export stops with one line instead of passing.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ugss.runtime.model_info import INPUT_NAME, NOISE_INPUT_NAME, ModelInfo
 from ugss.runtime.preprocess import preprocess_slices
 
 MIN_AGREEMENT = 0.9  # Dice of int8 vs fp32 masks on the held-out calibration slices
+MIN_FOREGROUND_PX = 50  # fp32 mask pixels on the held-out slices for the Dice to mean something
 SYNTHETIC_SCANS = 4
 MAX_SLICES = 64
 
@@ -41,10 +47,15 @@ class Calibration:
     slices: np.ndarray
     source: str
 
-    @property
-    def halves(self) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrate on the even slices, check on the odd ones (both cover the whole range)."""
-        return self.slices[0::2], self.slices[1::2]
+    def split(self, foreground_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(fit, check)`` indices: slices with fp32 foreground (``foreground_px > 0``) and
+        those without are each dealt out alternately, the check half taking the first
+        foreground slice, so one positive slice is enough for the check to see it."""
+        fg = np.flatnonzero(np.asarray(foreground_px) > 0)
+        bg = np.flatnonzero(np.asarray(foreground_px) <= 0)
+        fit = np.sort(np.concatenate([fg[1::2], bg[0::2]]))
+        check = np.sort(np.concatenate([fg[0::2], bg[1::2]]))
+        return fit, check
 
 
 @dataclass(frozen=True)
@@ -52,14 +63,16 @@ class Agreement:
     """int8 against fp32 on the held-out slices."""
 
     max_prob_diff: float
-    mask_dice: float  # 1.0 when both masks are empty
+    mask_dice: float
     fp32_pixels: int
     slices: int
+    foreground_slices: int = 0  # held-out slices where the fp32 model marks foreground
 
     def describe(self) -> str:
         return (
             f"int8 vs fp32 on {self.slices} held-out slices: max |Δp| {self.max_prob_diff:.3f}, "
-            f"mask Dice {self.mask_dice:.4f} ({self.fp32_pixels} fp32 foreground px)"
+            f"mask Dice {self.mask_dice:.4f} ({self.fp32_pixels} fp32 foreground px on "
+            f"{self.foreground_slices} slices)"
         )
 
 
@@ -132,10 +145,23 @@ def _probabilities(path: Path, feeds: list[dict[str, np.ndarray]]) -> np.ndarray
     return np.concatenate([sess.run(None, feed)[0] for feed in feeds])
 
 
+def _check_foreground(pixels: int, calibration: Calibration, held_out: int) -> None:
+    if pixels >= MIN_FOREGROUND_PX:
+        return
+    raise InputError(
+        f"int8 check: the fp32 model marks {pixels} px of hemorrhage on {held_out} held-out "
+        f"calibration slices ({calibration.source}), fewer than {MIN_FOREGROUND_PX}: the "
+        "int8 mask cannot be compared; calibrate on scans with hemorrhage (--calibration)"
+    )
+
+
 def quantize_int8(src: Path, dst: Path, calibration: Calibration, threshold: float) -> Agreement:
     """Write the int8 (QDQ) twin of ``src`` to ``dst`` and compare it with ``src``.
 
-    Metadata is copied by the caller (quantization keeps the graph, not the props).
+    The fp32 model runs on every calibration slice first; the split puts its foreground in
+    both halves, and too little foreground on the held-out half stops here (``InputError``),
+    before anything is written. Metadata is copied by the caller (quantization keeps the
+    graph, not the props).
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -145,22 +171,31 @@ def quantize_int8(src: Path, dst: Path, calibration: Calibration, threshold: flo
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    fit, check = calibration.halves
     noise = _noise(src)
+    ref_all = _probabilities(src, _feeds(calibration.slices, noise))
+    per_slice = (ref_all >= threshold).reshape(len(ref_all), -1).sum(axis=1)
+    fit, check = calibration.split(per_slice)
+    _check_foreground(int(per_slice[check].sum()), calibration, len(check))
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(
             str(pre),
             str(dst),
-            _Reader(_feeds(fit, noise)),
+            _Reader(_feeds(calibration.slices[fit], noise)),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
         )
-    feeds = _feeds(check, noise)
-    ref, q = _probabilities(src, feeds), _probabilities(dst, feeds)
+    ref = ref_all[check]
+    q = _probabilities(dst, _feeds(calibration.slices[check], noise))
     a, b = ref >= threshold, q >= threshold
-    return Agreement(float(np.abs(ref - q).max()), dice(a, b, empty=1.0), int(a.sum()), len(check))
+    return Agreement(
+        float(np.abs(ref - q).max()),
+        dice(a, b, empty=1.0),
+        int(a.sum()),
+        len(check),
+        int((per_slice[check] > 0).sum()),
+    )
