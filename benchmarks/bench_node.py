@@ -7,6 +7,7 @@
 - receive: DCMTK ``/usr/bin/storescu`` sends a series over loopback, one association, to
   (a) the node (validated, fsynced, recorded in SQLite before each answer) and (b) DCMTK's own
   ``storescp`` writing to disk, as a reference; instances/s and the ratio node/storescp.
+  Also a node with its Prometheus endpoint on, scraped at 2 Hz during the transfer.
 - turnaround: Orthanc pushes a 34-slice series to the node (``/modalities/<id>/store``); time
   from the node's last received instance to SEG and SR stored in Orthanc, split into wait
   (the quiet period), load, model, encode and send. Without Orthanc, storescu sends and a
@@ -94,9 +95,11 @@ def start_node(
     quiet: float,
     dests: list[str],
     peers: list[str] | None = None,
+    metrics_port: int | None = None,
 ) -> subprocess.Popen:
     cfg = work / "node.toml"
-    lines = [
+    lines = [f"metrics_port = {metrics_port}"] if metrics_port is not None else []
+    lines += [
         f"port = {port}",
         f'spool = "{work / "spool"}"',
         f'model = "{model}"',
@@ -181,6 +184,9 @@ def bench_receive(work: Path, model: Path, series: list[Path], repeats: int) -> 
             times.setdefault("node_nodelay", []).append(storescu(port, folder, "UGSS", True))
         finally:
             stop(proc)
+        times.setdefault("node_metrics", []).append(
+            _receive_with_metrics(work / f"m{r}", model, folder)
+        )
         if os.path.exists(STORESCP):
             times.setdefault("storescp", []).append(_storescp_seconds(work, folder, False))
             times.setdefault("storescp_nodelay", []).append(_storescp_seconds(work, folder, True))
@@ -189,6 +195,35 @@ def bench_receive(work: Path, model: Path, series: list[Path], repeats: int) -> 
         sec = statistics.median(values)
         res["receivers"][name] = {"seconds": round(sec, 3), "instances_per_s": round(n / sec, 1)}
     return res
+
+
+def _receive_with_metrics(work: Path, model: Path, folder: Path) -> float:
+    """storescu (TCP_NODELAY=1) into a node with its metrics endpoint on, scraped every 0.5 s."""
+    import threading
+    import urllib.request
+
+    from node_helpers import free_port
+
+    work.mkdir()
+    port, mport = free_port(), free_port()
+    proc = start_node(work, model, port=port, quiet=3600, dests=[], metrics_port=mport)
+    done, scrapes = threading.Event(), []
+
+    def scrape() -> None:
+        while not done.wait(0.5):
+            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as rsp:
+                scrapes.append(len(rsp.read()))
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    try:
+        return storescu(port, folder, "UGSS", True)
+    finally:
+        done.set()
+        thread.join()
+        stop(proc)
+        if not scrapes:
+            raise RuntimeError("the metrics endpoint was never scraped")
 
 
 def _job_timings(db: Path) -> dict:
@@ -384,6 +419,7 @@ def print_receive(r: dict) -> None:
     labels = {
         "node": "ugss-node, storescu defaults",
         "node_nodelay": "ugss-node, storescu TCP_NODELAY=1",
+        "node_metrics": "ugss-node, TCP_NODELAY=1, metrics 2 Hz",
         "storescp": "DCMTK storescp, defaults",
         "storescp_nodelay": "DCMTK storescp, TCP_NODELAY=1",
     }

@@ -136,6 +136,8 @@ class NodeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    metrics_port: int | None = None  # Prometheus scrape endpoint; off unless set (0: any port)
+    metrics_bind: str = "127.0.0.1"
     web_auth: str = "none"  # DICOMweb destinations: none | basic | bearer
     web_user: str | None = None  # basic: the user name
     web_secret_file: Path | None = None  # basic: the password; bearer: the token (one line)
@@ -155,6 +157,9 @@ class NodeConfig:
         check_ae_title(self.ae_title)
         _check_ip(self.bind, "bind")
         _check_port(self.port)
+        _check_ip(self.metrics_bind, "metrics_bind")
+        if self.metrics_port is not None:
+            _check_port(self.metrics_port)
         for name in ("quiet_period_s", "retry_base_s", "retry_max_s", "poll_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -306,7 +311,7 @@ _PATH_KEYS = {
 _INT_KEYS = {
     "port", "max_associations", "max_associations_per_peer", "max_attempts", "spool_limit_mb",
     "mc_samples", "max_series_per_hour", "max_slices_per_series", "max_series_voxels",
-    "decode_memory_mb",
+    "decode_memory_mb", "metrics_port",
 }  # fmt: skip
 
 

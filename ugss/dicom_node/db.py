@@ -592,6 +592,11 @@ class NodeDB:
         )
         return [dict(r) for r in rows]
 
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """``(destination, state) → items`` of the outbox (pending, sent, failed)."""
+        rows = self._query("SELECT destination, state, COUNT(*) FROM outbox GROUP BY 1, 2")
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
     def counts(self, table: str) -> dict[str, int]:
         if table not in ("series", "jobs", "outbox"):
             raise ValueError(table)

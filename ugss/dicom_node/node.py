@@ -16,6 +16,7 @@ import pydicom
 from ugss.dicom_node.config import NodeConfig
 from ugss.dicom_node.db import NodeDB
 from ugss.dicom_node.log import event as log_event
+from ugss.dicom_node.metrics import NodeMetrics
 from ugss.dicom_node.scp import (
     ReceiveLimits,
     Receiver,
@@ -80,6 +81,8 @@ class Node:
         self.spool: Spool | None = None
         self.worker: Worker | None = None
         self.sender: Sender | None = None
+        self.metrics: NodeMetrics | None = None
+        self.metrics_port: int | None = None  # the bound scrape port, when metrics are on
         self._ae = None
         self._server = None
 
@@ -111,14 +114,22 @@ class Node:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"spool {cfg.spool}: {exc}") from None
         resynced = resync_spool(self.db, self.spool)
-        self.sender = Sender(cfg, self.db)
+        self.metrics = NodeMetrics(self.stats, lambda: self.db, self.spool)
+        if cfg.metrics_port is not None:
+            try:
+                self.metrics_port = self.metrics.serve(cfg.metrics_bind, cfg.metrics_port)
+            except OSError as exc:
+                raise ConfigError(
+                    f"metrics port {cfg.metrics_bind}:{cfg.metrics_port}: {exc.strerror}"
+                ) from None
+        self.sender = Sender(cfg, self.db, self.metrics)
 
         def on_result() -> None:
             assert self.sender is not None
             self.sender.wake.set()
             self.result_event.set()
 
-        self.worker = Worker(cfg, self.db, self.spool, engine, on_result=on_result)
+        self.worker = Worker(cfg, self.db, self.spool, engine, on_result, self.metrics)
         self.worker.start()
         self.sender.start()
 
@@ -131,6 +142,7 @@ class Node:
             destinations=",".join(d.name for d in cfg.destinations) or "none",
             quiet_period_s=cfg.quiet_period_s, model=f"{engine.info.name}:{engine.info.version}",
             spool=str(cfg.spool), syntaxes=len(decodable_syntaxes()), resynced=resynced,
+            metrics=f"{cfg.metrics_bind}:{self.metrics_port}" if self.metrics_port else "off",
             **recovered,
         )  # fmt: skip
         if not cfg.peers and host not in ("127.0.0.1", "::1"):
@@ -152,6 +164,8 @@ class Node:
         for thread in (self.worker, self.sender):
             if thread is not None and thread.is_alive():
                 thread.join(timeout_s)
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.db is not None:
             self.db.close()
             self.db = None

@@ -23,6 +23,7 @@ from ugss.dicom_node.db import NodeDB, OutboxItem
 from ugss.dicom_node.dicomweb import stow_files
 from ugss.dicom_node.dimse import SendResult
 from ugss.dicom_node.log import event as log_event
+from ugss.dicom_node.metrics import NodeMetrics
 
 _WARNING_STATUSES = {0xB000, 0xB006, 0xB007}
 
@@ -101,8 +102,9 @@ def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
 class Sender(threading.Thread):
     """Delivers due outbox items; separate from the worker so a dead peer never delays inference."""
 
-    def __init__(self, config: NodeConfig, db: NodeDB) -> None:
+    def __init__(self, config: NodeConfig, db: NodeDB, metrics: NodeMetrics | None = None):
         super().__init__(name="ugss-node-sender", daemon=True)
+        self.metrics = metrics
         self.config = config
         self.db = db
         self.destinations = {d.name: d for d in config.destinations}
@@ -152,6 +154,7 @@ class Sender(threading.Thread):
                 item = by_id[r.item_id]
                 if r.ok:
                     self.db.mark_sent(item.id)
+                    self._count(name, "delivered", item)
                     log_event(
                         "delivered", destination=name, sop=item.sop_instance_uid, job=item.job_id,
                         attempt=item.attempts + 1,
@@ -161,6 +164,7 @@ class Sender(threading.Thread):
                 give_up = r.permanent or attempts >= self.config.max_attempts
                 delay = backoff_s(attempts, self.config.retry_base_s, self.config.retry_max_s)
                 self.db.mark_retry(item.id, r.error, time.time() + delay, give_up)
+                self._count(name, "failed" if give_up else "retrying")
                 log_event(
                     "delivery_failed", level=logging.WARNING, destination=name,
                     sop=item.sop_instance_uid, job=item.job_id, attempt=attempts,
@@ -168,3 +172,12 @@ class Sender(threading.Thread):
                     gave_up=give_up,
                 )  # fmt: skip
         return True
+
+    def _count(self, destination: str, outcome: str, item: OutboxItem | None = None) -> None:
+        """Metrics: the attempt, and for a delivery the time since the series' last instance."""
+        if self.metrics is None:
+            return
+        turnaround = None
+        if item is not None:
+            turnaround = time.time() - self.db.job(item.job_id).last_at
+        self.metrics.delivery(destination, outcome, turnaround)

@@ -18,6 +18,7 @@ from ugss.dicom_node.db import Job, NodeDB
 from ugss.dicom_node.decode import DecodeFailed, DecodeLimits
 from ugss.dicom_node.jobs import JobOutput, process_series, process_study, warm_up
 from ugss.dicom_node.log import event as log_event
+from ugss.dicom_node.metrics import NodeMetrics
 from ugss.dicom_node.spool import Spool, remove_tree, tree_bytes
 from ugss.dicom_node.sr import SeriesNote
 from ugss.dicom_node.study import StudyDecision, anchor_header, decide, read_facts
@@ -37,8 +38,10 @@ class Worker(threading.Thread):
         spool: Spool,
         engine: Engine,
         on_result: Callable[[], None] | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         super().__init__(name="ugss-node-worker", daemon=True)
+        self.metrics = metrics
         self.config = config
         self.db = db
         self.spool = spool
@@ -101,6 +104,8 @@ class Worker(threading.Thread):
             study_uid, chosen=list(decision.chosen), passed=decision.passed,
             not_assessed_on=decision.not_assessed_on,
         )  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.studies.inc()
         log_event("study_complete", study=study_uid, series=len(series),
                   chosen=",".join(decision.chosen) or "none", jobs=len(jobs))  # fmt: skip
         for uid, reason in decision.passed.items():
@@ -134,11 +139,13 @@ class Worker(threading.Thread):
             output = self._execute(job)
         except DecodeFailed as exc:  # the decoder died, not the node: never retried
             self.db.finish_job(job, ok=False, error=str(exc), series_state="quarantined")
+            self._finished("quarantined")
             log_event("series_quarantined", level=logging.WARNING, job=job.id,
                       series=job.series_uid, version=job.version, reason=str(exc))  # fmt: skip
             return
         except UGSSError as exc:
             self.db.finish_job(job, ok=False, error=str(exc), result={"wait_s": round(wait_s, 3)})
+            self._finished("rejected")
             log_event("series_rejected", level=logging.WARNING, job=job.id,
                       series=job.series_uid, version=job.version, reason=str(exc))  # fmt: skip
             return
@@ -146,6 +153,7 @@ class Worker(threading.Thread):
             logging.getLogger(__name__).exception("job %d failed", job.id)
             error = f"{type(exc).__name__}: {exc}"
             self.db.finish_job(job, ok=False, error=error)
+            self._finished("failed")
             log_event("job_failed", level=logging.ERROR, job=job.id, series=job.series_uid,
                       version=job.version, error=error)  # fmt: skip
             return
@@ -159,6 +167,7 @@ class Worker(threading.Thread):
         self.db.finish_job(job, ok=True, result=summary, outbox=outbox)
         self._count_results(job)
         t = summary["timings_s"]
+        self._finished("segmented" if job.kind == "series" else "not_assessed", t.get("model"))
         log_event(
             "job_done", job=job.id, kind=job.kind, series=job.series_uid, version=job.version,
             volume_ml=summary.get("volume_ml"), seg=summary.get("seg_sop_uid"),
@@ -211,6 +220,10 @@ class Worker(threading.Thread):
             counted = self.db.purge_series(series_uid)
             self.spool.account(-counted)
             log_event("series_purged", series=series_uid, bytes=freed + counted)
+
+    def _finished(self, outcome: str, model_s: float | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.job_finished(outcome, model_s)
 
     def _count_results(self, job: Job) -> None:
         """Results count against the spool limit (all versions of the series, as on disk)."""
