@@ -7,4 +7,4 @@ Subpackages, by what they may import:
 - ``ugss.train``: torch; ``ugss.export``: torch + onnx.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
