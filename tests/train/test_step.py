@@ -15,6 +15,8 @@ from ugss.train.step import (
     StepSettings,
     box_masks,
     compute_loss,
+    cutmix_pairs,
+    derangement,
     lesion_boxes,
     random_boxes,
 )
@@ -27,6 +29,33 @@ def test_random_boxes_cover_the_requested_area():
     areas = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / 32**2
     assert np.all((areas > 0.2) & (areas < 0.56))
     assert np.all(boxes[:, [0, 2]] >= 0) and np.all(boxes[:, [1, 3]] <= 32)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 8])
+def test_cutmix_pairs_are_a_uniform_derangement(n):
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(600):
+        perm = derangement(rng, n)
+        assert sorted(perm.tolist()) == list(range(n))
+        assert not np.any(perm == np.arange(n)), perm  # nobody is paired with itself
+        seen.add(tuple(perm.tolist()))
+    if n <= 4:  # every derangement turns up: 1, 2, 9 of them
+        assert len(seen) == {2: 1, 3: 2, 4: 9}[n]
+    assert derangement(rng, 1).tolist() == [0]
+
+
+def test_every_cutmix_crop_takes_its_box_from_another_crop():
+    rng = np.random.default_rng(1)
+    pool = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1).expand(4, 3, 16, 16)
+    for _ in range(50):
+        mix = cutmix_pairs(rng, pool)
+        mixed = mix.apply(pool)
+        inside = mix.box.expand_as(pool) > 0
+        for i in range(4):
+            assert inside[i].any()
+            assert torch.all(mixed[i][inside[i]] != i)  # the box holds another crop's pixels
+            assert torch.all(mixed[i][~inside[i]] == i)
 
 
 def test_lesion_boxes_enclose_the_hemorrhage():

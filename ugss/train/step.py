@@ -10,9 +10,11 @@ with the dropout it is sampled with). L_sup is the weighted BCE of eq. 6 on the 
   L = L_sup + λ_u·L_uc with L_uc the confidence-weighted, uncertainty-masked consistency of
   eq. 5 over all B_l + B_u crops (the paper applies it to labeled and unlabeled data).
 - ``cutmix`` (French et al.'s mean-teacher CutMix): the consistency pool is the unlabeled crops
-  (the labeled ones when there are none). Pairs (i, π(i)) are mixed with a random box M:
-  x̃ = M⊙x_i + (1−M)⊙x_π(i); the student's prediction on x̃ must match the same mix of the
-  teacher's deterministic predictions on x_i and x_π(i). L = L_sup + λ_u·mean consistency.
+  (the labeled ones when there are none). Pairs (i, π(i)), π a uniformly drawn derangement
+  (π(i) ≠ i for every i, so every mixed crop really mixes two crops; a pool of one crop is
+  left unmixed), are mixed with a random box M: x̃ = M⊙x_i + (1−M)⊙x_π(i); the student's
+  prediction on x̃ must match the same mix of the teacher's deterministic predictions on x_i
+  and x_π(i). L = L_sup + λ_u·mean consistency.
 - ``cutpaste``: a box around the hemorrhage of each labeled crop (a random box if it has none)
   is pasted, at the same position, into a crop of the pool. Inside the box the student is
   supervised with the pasted mask (weighted BCE), outside it must match the teacher's
@@ -64,6 +66,20 @@ def _sup(logits: torch.Tensor, y: torch.Tensor, w_pos: float) -> torch.Tensor:
 
 def _pool(batch: Batch) -> torch.Tensor:
     return batch.x_u if batch.x_u.shape[0] else batch.x_l
+
+
+def derangement(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(n)`` without fixed points (identity for n ≤ 1).
+
+    Rejection sampling: a random permutation is a derangement with probability ≈ 1/e, so this
+    takes ~2.7 draws on average.
+    """
+    if n <= 1:
+        return np.arange(n, dtype=np.int64)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == np.arange(n)):
+            return perm.astype(np.int64)
 
 
 def random_boxes(
@@ -157,6 +173,24 @@ def _teacher_prob(teacher: ResUNet, x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(teacher(x).float())
 
 
+@dataclass(frozen=True)
+class CutMix:
+    """Crop i takes the box of crop ``perm[i]``: ``apply(z) = (1−M)⊙z + M⊙z[perm]``."""
+
+    perm: torch.Tensor  # (n,) int64, a derangement
+    box: torch.Tensor  # (n, 1, s, s), 1 inside the box taken from the partner
+
+    def apply(self, z: torch.Tensor) -> torch.Tensor:
+        return (1.0 - self.box) * z + self.box * z[self.perm]
+
+
+def cutmix_pairs(rng: np.random.Generator, pool: torch.Tensor) -> CutMix:
+    """Pair every crop of ``pool`` with another one (a derangement) and draw its box."""
+    n, size = pool.shape[0], pool.shape[-1]
+    perm = torch.from_numpy(derangement(rng, n)).to(pool.device)
+    return CutMix(perm, box_masks(random_boxes(rng, n, size), size, pool))
+
+
 def cutmix_loss(
     student: torch.nn.Module,
     teacher: ResUNet,
@@ -166,13 +200,10 @@ def cutmix_loss(
     rng: np.random.Generator,
 ) -> LossParts:
     pool = _pool(batch)
-    n, size = pool.shape[0], pool.shape[-1]
-    perm = torch.from_numpy(np.roll(rng.permutation(n), 1) if n > 1 else np.zeros(1, np.int64))
-    box = box_masks(random_boxes(rng, n, size), size, pool)
-    keep = 1.0 - box  # M: 1 where x_i stays, 0 in the box taken from x_π(i)
-    mixed = keep * pool + box * pool[perm]
+    mix = cutmix_pairs(rng, pool)
     t = _teacher_prob(teacher, pool)
-    t_mixed = keep * t + box * t[perm]
+    t_mixed = mix.apply(t)
+    mixed = mix.apply(pool)
     n_l = batch.x_l.shape[0]
     logits = student(torch.cat([batch.x_l, mixed]), mc=True)
     l_sup = _sup(logits[:n_l], batch.y_l, s.w_pos)
