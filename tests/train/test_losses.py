@@ -77,7 +77,7 @@ def test_masked_confidence_weighted_kl_by_hand():
     # ablations: no confidence → plain mean KL over kept pixels; no uncertainty → every pixel
     no_conf = uncertainty_guided_consistency(z, t, u, delta=0.7, use_confidence=False)
     assert no_conf.loss.item() == pytest.approx((kl * keep).sum().item() / 3, rel=1e-6)
-    no_unc = uncertainty_guided_consistency(z, t, u, use_uncertainty=False, use_confidence=False)
+    no_unc = uncertainty_guided_consistency(z, t, u, uncertainty_mask=False, use_confidence=False)
     assert no_unc.loss.item() == pytest.approx(kl.mean().item(), rel=1e-6)
 
 

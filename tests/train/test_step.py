@@ -114,7 +114,7 @@ def test_lambda_zero_leaves_only_the_supervised_term(nets, method):
 
 def test_ugss_consistency_covers_labeled_and_unlabeled(nets):
     student, teacher = nets
-    s = StepSettings(method="ugss", mc_samples=2, use_uncertainty=False)
+    s = StepSettings(method="ugss", mc_samples=2, uncertainty_mask=False)
     b = batch(2, 2)
     only_l = Batch(b.x_l, b.y_l, b.x_l[:0])
     rng = np.random.default_rng(0)
@@ -137,3 +137,5 @@ def test_config_round_trip_and_validation():
         DataConfig(crop_size=200, input_size=160)
     with pytest.raises(ConfigError):
         MethodConfig(delta=0.0)
+    old = MethodConfig.from_dict({"use_uncertainty": False})  # a checkpoint before the rename
+    assert not old.uncertainty_mask and old.use_confidence and old.uncertainty_guided

@@ -85,3 +85,41 @@ def test_two_processes_with_gloo(toy_cohort: Path, tmp_path: Path):
     doc = read_checkpoint(out / "last.pt")
     assert doc["step"] == 2 and len(doc["rng"]) == 2  # one generator state per rank
     assert time.perf_counter() - t0 < 300
+
+
+@pytest.mark.parametrize(
+    ("flags", "mask", "confidence"),
+    [
+        ([], True, True),
+        (["--no-uncertainty"], False, False),  # no uncertainty anywhere: mask and weight gone
+        (["--no-uncertainty-mask"], False, True),
+        (["--no-confidence"], True, False),
+    ],
+)
+def test_uncertainty_switches_do_what_they_say(tmp_path, monkeypatch, flags, mask, confidence):
+    import ugss.train.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "train", lambda config, hooks=None: seen.append(config))
+    args = ["--out", str(tmp_path / "run"), "--quiet", *flags]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    assert (cfg.method.uncertainty_mask, cfg.method.use_confidence) == (mask, confidence)
+    assert cfg.method.uncertainty_guided == (mask or confidence)
+
+
+def test_uncertainty_switches_help_text():
+    result = CliRunner().invoke(app, ["--help"], terminal_width=240)
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert (
+        "--no-uncertainty Ablation: no uncertainty anywhere (no û < δ·û_max mask and no p_conf "
+        "weight): plain consistency, the paper's not uncertainty-guided rows" in text
+    ), text
+    assert (
+        "--no-uncertainty-mask Ablation: keep every pixel (no û < δ·û_max mask); the p_conf "
+        "weight stays" in text
+    )
+    no_conf = "--no-confidence Ablation: no p_conf weight on the consistency loss; the δ mask stays"
+    assert no_conf in text

@@ -51,7 +51,7 @@ VARIANTS = [
     {"method": "cutmix"},
     {"method": "cutpaste"},
     {"method": "ugss", "teacher_update": "none", "consistency": "smoothl1"},
-    {"method": "ugss", "teacher_update": "ema", "use_uncertainty": False, "use_confidence": False},
+    {"method": "ugss", "teacher_update": "ema", "uncertainty_mask": False, "use_confidence": False},
 ]
 
 

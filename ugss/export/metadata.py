@@ -55,7 +55,7 @@ def training_summary(ckpt: LoadedCheckpoint, extra: dict[str, Any] | None = None
         out.update(
             teacher_update=cfg.method.resolved_teacher_update,
             consistency=cfg.method.consistency,
-            use_uncertainty=cfg.method.use_uncertainty,
+            uncertainty_mask=cfg.method.uncertainty_mask,
             use_confidence=cfg.method.use_confidence,
             labeled_fraction=cfg.data.labeled_fraction,
             synthetic=not (cfg.data.data_dir or cfg.data.manifest),

@@ -35,6 +35,12 @@ app = make_app(__doc__)
 console = Console(stderr=True)
 
 _D, _M, _MC, _O, _R = DataConfig(), ModelConfig(), MethodConfig(), OptimConfig(), RunConfig()
+HELP_NO_UNC = (
+    "Ablation: no uncertainty anywhere (no û < δ·û_max mask and no p_conf weight): "
+    "plain consistency, the paper's not uncertainty-guided rows"
+)
+HELP_NO_MASK = "Ablation: keep every pixel (no û < δ·û_max mask); the p_conf weight stays"
+HELP_NO_CONF = "Ablation: no p_conf weight on the consistency loss; the δ mask stays"
 
 
 class RichHooks(TrainHooks):
@@ -157,16 +163,11 @@ def main_command(
     consistency: Annotated[
         str, typer.Option(help="Consistency loss: kl | smoothl1")
     ] = _MC.consistency,
-    no_uncertainty: Annotated[
-        bool,
-        typer.Option("--no-uncertainty", help="Ablation: keep every pixel (no û < δ·û_max mask)"),
+    no_uncertainty: Annotated[bool, typer.Option("--no-uncertainty", help=HELP_NO_UNC)] = False,
+    no_uncertainty_mask: Annotated[
+        bool, typer.Option("--no-uncertainty-mask", help=HELP_NO_MASK)
     ] = False,
-    no_confidence: Annotated[
-        bool,
-        typer.Option(
-            "--no-confidence", help="Ablation: no p_conf weighting of the consistency loss"
-        ),
-    ] = False,
+    no_confidence: Annotated[bool, typer.Option("--no-confidence", help=HELP_NO_CONF)] = False,
     no_calibrate: Annotated[
         bool,
         typer.Option(
@@ -291,8 +292,8 @@ def main_command(
             method=method,
             teacher_update=teacher_update,
             consistency=consistency,
-            use_uncertainty=not no_uncertainty,
-            use_confidence=not no_confidence,
+            uncertainty_mask=not (no_uncertainty or no_uncertainty_mask),
+            use_confidence=not (no_uncertainty or no_confidence),
             mc_samples=mc_samples,
             delta=delta,
             lambda_max=lambda_max,

@@ -118,8 +118,8 @@ class MethodConfig(_Section):
     method: str = "ugss"
     teacher_update: str = ""  # "" → wema for ugss, ema for cutmix/cutpaste, none for supervised
     consistency: str = "kl"
-    use_uncertainty: bool = True
-    use_confidence: bool = True
+    uncertainty_mask: bool = True  # keep only pixels with û < δ·û_max in L_uc (Table 10, 11)
+    use_confidence: bool = True  # weight L_uc by p_conf = 1 − û/û_max (eq. 4, Table 9)
     mc_samples: int = 8
     delta: float = 0.7
     lambda_max: float = 0.6  # m of eq. 10
@@ -150,6 +150,19 @@ class MethodConfig(_Section):
         for name in ("alpha_start", "alpha_end", "ema_decay", "wema_student_weight"):
             v = getattr(self, name)
             _check(0.0 <= v <= 1.0, f"{name} must be in [0, 1], got {v}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MethodConfig:
+        """Also reads checkpoints written before ``use_uncertainty`` became ``uncertainty_mask``."""
+        d = dict(d)
+        if "use_uncertainty" in d:
+            d.setdefault("uncertainty_mask", d.pop("use_uncertainty"))
+        return super().from_dict(d)
+
+    @property
+    def uncertainty_guided(self) -> bool:
+        """Whether the teacher's uncertainty enters the loss at all (mask or weight)."""
+        return self.uncertainty_mask or self.use_confidence
 
     @property
     def resolved_teacher_update(self) -> str:

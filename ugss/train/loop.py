@@ -257,7 +257,7 @@ def _train(
     settings = StepSettings(
         method=mcfg.method,
         consistency=mcfg.consistency,
-        use_uncertainty=mcfg.use_uncertainty,
+        uncertainty_mask=mcfg.uncertainty_mask,
         use_confidence=mcfg.use_confidence,
         delta=mcfg.delta,
         mc_samples=mcfg.mc_samples,

@@ -80,20 +80,21 @@ def uncertainty_guided_consistency(
     *,
     delta: float = 0.7,
     kind: str = "kl",
-    use_uncertainty: bool = True,
+    uncertainty_mask: bool = True,
     use_confidence: bool = True,
 ) -> ConsistencyTerms:
     """Eq. 5: L_uc = mean over kept pixels of p_conf · L_con, kept = {û < δ·û_max}.
 
     Averaged over the kept pixels of the whole batch (sum of weighted per-pixel losses divided by
     the number of kept pixels), so the loss scale does not depend on how many pixels the teacher
-    is sure about; zero when none is kept. ``use_uncertainty=False`` keeps every pixel,
-    ``use_confidence=False`` sets p_conf = 1 (the ablations of Tables 9–10).
+    is sure about; zero when none is kept. ``uncertainty_mask=False`` keeps every pixel,
+    ``use_confidence=False`` sets p_conf = 1; both off is plain consistency, the "not
+    uncertainty-guided" rows of Table 10 (Table 9 drops the confidence alone).
     """
     per_pixel = pixel_consistency(kind, student_logits, teacher_prob)
     u = uncertainty.detach()
     weight = confidence(u) if use_confidence else torch.ones_like(u)
-    if use_uncertainty:
+    if uncertainty_mask:
         kept = (u < delta * U_MAX_BITS).to(per_pixel.dtype)
     else:
         kept = torch.ones_like(per_pixel)

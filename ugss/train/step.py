@@ -44,7 +44,7 @@ class StepSettings:
 
     method: str = "ugss"
     consistency: str = "kl"
-    use_uncertainty: bool = True
+    uncertainty_mask: bool = True
     use_confidence: bool = True
     delta: float = 0.7
     mc_samples: int = 8
@@ -153,7 +153,7 @@ def ugss_loss(
         t.uncertainty,
         delta=s.delta,
         kind=s.consistency,
-        use_uncertainty=s.use_uncertainty,
+        uncertainty_mask=s.uncertainty_mask,
         use_confidence=s.use_confidence,
     )
     total = l_sup + lambda_u * terms.loss
