@@ -9,9 +9,13 @@ from matplotlib.image import imread
 
 from ugss.runtime.engines import OnnxEngine
 from ugss.runtime.render import (
+    montage_caption,
     montage_slices,
+    render_3d,
     render_all,
+    render_montage,
     surface_to_lps,
+    view_layers,
     write_hemorrhage_mesh,
 )
 from ugss.runtime.segment import segment_volume
@@ -113,7 +117,7 @@ def test_no_hemorrhage_no_mesh(tmp_path):
 
 def test_surfaces_close_where_data_fills_the_grid():
     """A mask filling its bounding box, and a head filling the whole image, still give surfaces."""
-    from ugss.runtime.render import head_surface, hemorrhage_surface
+    from ugss.runtime.render import head_surfaces, hemorrhage_surface
 
     volume = Volume(hu=np.full((4, 16, 16), 40.0, np.float32), affine=np.diag([-1.0, -1, 2, 1]))
     mask = np.zeros(volume.shape, bool)
@@ -121,4 +125,120 @@ def test_surfaces_close_where_data_fills_the_grid():
     verts, faces = hemorrhage_surface(volume, mask)
     assert len(faces) and verts[:, 1].min() >= 3 and verts[:, 1].max() <= 8
     assert hemorrhage_surface(volume, np.ones(volume.shape, bool)) is not None
-    assert head_surface(volume) is not None
+    assert set(head_surfaces(volume)) == {"skin"}  # no bone: no skull
+
+
+def _segmentation(volume: Volume, mask: np.ndarray):
+    """A segmentation that found ``mask`` (no model needed to test the pictures)."""
+    from ugss.runtime.segment import Segmentation, ct_intensity_stats
+
+    return Segmentation(
+        mask=mask,
+        prob_q=mask.astype(np.uint8) * 255,
+        entropy_q=mask.astype(np.uint8) * 100,
+        volume_ml=float(mask.sum() * np.prod(volume.spacing) / 1000.0),
+        interval_ml=None,
+        interval_method=None,
+        sample_volumes_ml=None,
+        components=(),
+        removed_components=0,
+        removed_ml=0.0,
+        threshold=0.5,
+        min_component_ml=0.05,
+        midline_x=volume.shape[2] / 2,
+        batch_size=4,
+        intensity=ct_intensity_stats(volume.hu),
+    )
+
+
+def _drawn_figure(monkeypatch, draw, *args):
+    """The matplotlib Figure a render function saves, drawn, with its renderer."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    real = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: saved.append(fig) or real(fig, *a, **k)
+    )
+    draw(*args)
+    (fig,) = saved
+    fig.canvas.draw()
+    return fig, fig.canvas.get_renderer()
+
+
+@pytest.mark.parametrize("positive", [1, 3, 15])
+def test_montage_title_clears_the_slice_titles_and_says_what_it_shows(
+    positive, tmp_path, monkeypatch
+):
+    """One row pair (one slice, or three) or two: the title lies inside the picture, above
+    every panel and slice title; it says which of the positive slices are shown (issue 16
+    item 13)."""
+    volume, _ = om.phantom_volume(shape=(20, 96, 96), spacing=(5.0, 2.0, 2.0))
+    mask = np.zeros(volume.shape, bool)
+    mask[2 : 2 + positive, 40:50, 60:70] = True
+    seg = _segmentation(volume, mask)
+    fig, renderer = _drawn_figure(monkeypatch, render_montage, volume, seg, tmp_path / "m.png")
+    title = fig._suptitle
+    box = title.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    for ax in fig.axes:
+        for other in (ax.get_window_extent(renderer), ax.title.get_window_extent(renderer)):
+            assert not box.overlaps(other) and box.y0 >= other.y1 - 1, (positive, box, other)
+    shown = {1: "1 positive slice", 3: "all 3 positive slices", 15: "12 of 15 positive slices"}
+    assert shown[positive] in title.get_text()
+    assert montage_caption(seg, montage_slices(seg, volume.shape[0])) in title.get_text()
+
+
+def test_montage_caption_without_hemorrhage():
+    volume, _ = om.phantom_volume(shape=(20, 32, 32), bleed=False)
+    seg = _segmentation(volume, np.zeros(volume.shape, bool))
+    assert montage_caption(seg, montage_slices(seg, 20)) == "6 central slices shown"
+
+
+@pytest.fixture(scope="module")
+def head_with_bleed():
+    """A synthetic head CT (skin, skull, brain) with a subdural on the patient's left."""
+    from ugss.synth import make_scan
+
+    volume, mask, _ = make_scan(3, matrix=128, slice_thickness=5.0, hemorrhage="subdural")
+    mask = mask.astype(bool)
+    mask[:, :, : volume.shape[2] // 2] = False  # keep the left half: patient left is +x
+    assert mask.sum() > 200
+    return volume, _segmentation(volume, mask)
+
+
+def test_3d_view_shows_the_head_translucent_and_the_hemorrhage_inside(head_with_bleed, tmp_path):
+    """Skin and skull cover much of each view (the old 6 % opaque grey head left 93 % of
+    the picture white), the hemorrhage shows through them, on the patient's left (the
+    picture's right in the view from below)."""
+    volume, seg = head_with_bleed
+    image = imread(render_3d(volume, seg, tmp_path / "v.png"))[..., :3]
+    width = image.shape[1]
+    visible = np.abs(image - image[2, 2]).max(axis=2) > 0.1
+    assert visible.mean() > 0.2, visible.mean()
+    red = (image[..., 0] > 0.5) & (image[..., 1] < 0.35) & (image[..., 2] < 0.35)
+    for half in (slice(0, width // 2), slice(width // 2, width)):
+        assert red[:, half].sum() > 30
+    below_red = np.argwhere(red[:, width // 2 :])[:, 1].mean()
+    below_head = np.argwhere(visible[60:, width // 2 :])[:, 1].mean()
+    assert below_red > below_head + 5  # patient left on the picture's right
+
+
+def test_3d_layers_are_lit_and_culled(head_with_bleed):
+    """Skin and skull translucent, hemorrhage opaque; each view draws the faces towards the
+    viewer only, brighter where they face the light."""
+    volume, seg = head_with_bleed
+    layers = view_layers(volume, seg)
+    assert {k: la.alpha < 0.5 for k, la in layers.items()} == {
+        "skin": True,
+        "skull": True,
+        "hemorrhage": False,
+    }
+    eye = np.array([0.0, 0.0, -1.0])
+    for layer in layers.values():
+        tri, rgba = layer.lit(eye, eye)
+        assert 0 < len(tri) < len(layer.triangles) and rgba.shape == (len(tri), 4)
+        facing = layer.normals[layer.normals @ eye > 0] @ eye
+        order = np.argsort(facing)
+        lum = rgba[order, :3].sum(axis=1)
+        assert lum[-len(lum) // 10 :].mean() > lum[: len(lum) // 10].mean()
