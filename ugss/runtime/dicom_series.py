@@ -205,43 +205,73 @@ def _checked_slices(
     folder: Path, found: list[tuple[Path, Dataset]]
 ) -> tuple[list[_Slice], np.ndarray, np.ndarray]:
     """Apply every series check; the slices come back sorted along the normal, deduplicated."""
+    _check_one_ct_series(folder, found)
+    for check in (_check_single_frame, _check_not_localizer, _check_placed_grey):
+        for path, ds in found:  # each check over every file first: the commonest reason wins
+            check(path, ds)
+    items = _unique_instances(found)
+    _check_same_grid(items)
+    row_dir, col_dir, normal = _orientation(*items[0])
+    if len(items) < 2:
+        raise DicomSeriesError(
+            f"only one slice: a 2D image is not a CT volume ({items[0][0].name} in {folder})"
+        )
+    slices = []
+    for path, ds in items:
+        position = _floats(ds.ImagePositionPatient, 3, path)
+        slices.append(_Slice(path, ds, position, float(position @ normal)))
+    slices.sort(key=lambda s: (s.distance, str(s.path)))
+    _check_positions(slices, normal)
+    return slices, row_dir, col_dir
+
+
+def _check_one_ct_series(folder: Path, found: list[tuple[Path, Dataset]]) -> None:
+    """One SeriesInstanceUID, and CT on every file."""
     series = Counter(str(ds.get("SeriesInstanceUID", "<none>")) for _, ds in found)
     if len(series) > 1:
         listed = ", ".join(f"{uid} ({n} files)" for uid, n in series.most_common(3))
         more = f", and {len(series) - 3} more" if len(series) > 3 else ""
         raise DicomSeriesError(f"mixed series: {len(series)} series in {folder}: {listed}{more}")
-
     for path, ds in found:
         modality = str(ds.get("Modality", "") or "<missing>")
         if modality != "CT":
             raise DicomSeriesError(f"modality {modality}, expected CT ({path.name} in {folder})")
-    for path, ds in found:
-        frames = _int_or(ds.get("NumberOfFrames"), 1)
-        sop_class = str(ds.get("SOPClassUID", ""))
-        if frames > 1 or sop_class in MULTI_FRAME_SOP_CLASSES:
-            kind = MULTI_FRAME_SOP_CLASSES.get(sop_class, f"{frames} frames")
-            raise DicomSeriesError(
-                f"multi-frame object {path} ({kind}): only single-frame CT slices are supported"
-            )
-    for path, ds in found:
-        image_type = [str(v).upper() for v in _as_list(ds.get("ImageType"))]
-        if "LOCALIZER" in image_type:
-            shown = "\\".join(image_type)
-            raise DicomSeriesError(
-                f"localizer (scout) image {path.name} (ImageType {shown}): "
-                "a localizer is not a CT volume"
-            )
-    for path, ds in found:
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-            if ds.get(keyword) in (None, ""):
-                raise DicomSeriesError(f"{path}: no {keyword}, cannot place the slice in space")
-        for keyword in ("Rows", "Columns", "SOPInstanceUID"):
-            if ds.get(keyword) in (None, ""):
-                raise DicomSeriesError(f"{path}: no {keyword}")
-        if _int_or(ds.get("SamplesPerPixel"), 1) != 1:
-            raise DicomSeriesError(f"{path}: a colour image (SamplesPerPixel > 1), not CT")
 
-    # an instance sent twice (PACS resends) counts once; one UID at two places is a conflict
+
+def _check_single_frame(path: Path, ds: Dataset) -> None:
+    frames = _int_or(ds.get("NumberOfFrames"), 1)
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if frames > 1 or sop_class in MULTI_FRAME_SOP_CLASSES:
+        kind = MULTI_FRAME_SOP_CLASSES.get(sop_class, f"{frames} frames")
+        raise DicomSeriesError(
+            f"multi-frame object {path} ({kind}): only single-frame CT slices are supported"
+        )
+
+
+def _check_not_localizer(path: Path, ds: Dataset) -> None:
+    image_type = [str(v).upper() for v in _as_list(ds.get("ImageType"))]
+    if "LOCALIZER" in image_type:
+        shown = "\\".join(image_type)
+        raise DicomSeriesError(
+            f"localizer (scout) image {path.name} (ImageType {shown}): "
+            "a localizer is not a CT volume"
+        )
+
+
+def _check_placed_grey(path: Path, ds: Dataset) -> None:
+    """The attributes that place the slice in space, and one sample per pixel."""
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        if ds.get(keyword) in (None, ""):
+            raise DicomSeriesError(f"{path}: no {keyword}, cannot place the slice in space")
+    for keyword in ("Rows", "Columns", "SOPInstanceUID"):
+        if ds.get(keyword) in (None, ""):
+            raise DicomSeriesError(f"{path}: no {keyword}")
+    if _int_or(ds.get("SamplesPerPixel"), 1) != 1:
+        raise DicomSeriesError(f"{path}: a colour image (SamplesPerPixel > 1), not CT")
+
+
+def _unique_instances(found: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]]:
+    """An instance sent twice (PACS resends) counts once; one UID at two places is a conflict."""
     unique: dict[str, tuple[Path, Dataset]] = {}
     for path, ds in found:
         uid = str(ds.SOPInstanceUID)
@@ -258,8 +288,11 @@ def _checked_slices(
                 )
             continue
         unique[uid] = (path, ds)
-    items = list(unique.values())
+    return list(unique.values())
 
+
+def _check_same_grid(items: list[tuple[Path, Dataset]]) -> None:
+    """Every slice has the first one's size, pixel spacing and orientation."""
     first_path, first = items[0]
     iop0 = _floats(first.ImageOrientationPatient, 6, first_path)
     spacing0 = _floats(first.PixelSpacing, 2, first_path)
@@ -285,31 +318,23 @@ def _checked_slices(
             )
     if np.any(spacing0 <= 0):
         raise DicomSeriesError(f"{first_path}: PixelSpacing {_fmt(spacing0)} is not positive")
-    row_dir, col_dir = iop0[:3], iop0[3:]
+
+
+def _orientation(path: Path, ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit row and column directions and the slice normal of a slice's orientation."""
+    iop = _floats(ds.ImageOrientationPatient, 6, path)
+    row_dir, col_dir = iop[:3], iop[3:]
     if (
         abs(np.linalg.norm(row_dir) - 1) > 1e-3
         or abs(np.linalg.norm(col_dir) - 1) > 1e-3
         or abs(row_dir @ col_dir) > 1e-3
     ):
         raise DicomSeriesError(
-            f"{first_path}: ImageOrientationPatient {_fmt(iop0)} is not two orthogonal unit vectors"
+            f"{path}: ImageOrientationPatient {_fmt(iop)} is not two orthogonal unit vectors"
         )
     row_dir = row_dir / np.linalg.norm(row_dir)
     col_dir = col_dir / np.linalg.norm(col_dir)
-    normal = np.cross(row_dir, col_dir)
-
-    if len(items) < 2:
-        raise DicomSeriesError(
-            f"only one slice: a 2D image is not a CT volume ({first_path.name} in {folder})"
-        )
-
-    slices = []
-    for path, ds in items:
-        position = _floats(ds.ImagePositionPatient, 3, path)
-        slices.append(_Slice(path, ds, position, float(position @ normal)))
-    slices.sort(key=lambda s: (s.distance, str(s.path)))
-    _check_positions(slices, normal)
-    return slices, row_dir, col_dir
+    return row_dir, col_dir, np.cross(row_dir, col_dir)
 
 
 def _check_positions(slices: list[_Slice], normal: np.ndarray) -> None:
