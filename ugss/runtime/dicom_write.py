@@ -8,6 +8,7 @@ values are rounded to the nearest HU. Deployment side: pydicom and numpy only, n
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from ugss.errors import VolumeError
+from ugss.runtime.preprocess import BRAIN_WINDOW
 from ugss.runtime.volume import Volume
 
 _LPS = np.diag([-1.0, -1.0, 1.0])  # RAS ↔ LPS, its own inverse
@@ -87,88 +89,108 @@ def write_dicom_stack(
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise VolumeError(f"{out_dir}: exists and is not an empty folder")
-
-    geometry = _geometry(affine)
     pixels, pixel_representation, intercept = _encode_hu(stack)
-
-    def uid(*parts: str) -> UID:
-        return generate_uid(entropy_srcs=[uid_entropy, *parts]) if uid_entropy else generate_uid()
-
-    study = UID(study_instance_uid) if study_instance_uid else uid("study")
-    series = UID(series_instance_uid) if series_instance_uid else uid("series", str(series_number))
-    for name, value in (("study_instance_uid", study), ("series_instance_uid", series)):
-        if not value.is_valid:
-            raise VolumeError(f"{name} {value!r} is not a valid DICOM UID")
-    frame_of_reference = uid("frame-of-reference", str(study), str(series))
-    now = dt.datetime.now()
-    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-
+    header = _SeriesHeader.make(
+        affine, uid_entropy, study_instance_uid, series_instance_uid, series_number
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    n = stack.shape[0]
-    width = max(4, len(str(n)))
+    width = max(4, len(str(stack.shape[0])))
     paths = []
-    for k in range(n):
-        sop = uid("sop", str(series), str(k))
-        position = _LPS @ (affine[:3, 3] + k * affine[:3, 2])
+    for k in range(stack.shape[0]):
+        ds = header.slice_dataset(k, affine)
+        ds.SeriesDescription = series_description
+        ds.PatientName = patient_name
+        ds.PatientID = patient_id
+        ds.Rows, ds.Columns = int(stack.shape[1]), int(stack.shape[2])
+        ds.PixelRepresentation = pixel_representation
+        ds.RescaleIntercept = _ds(intercept)
+        ds.PixelData = np.ascontiguousarray(pixels[k]).astype("<" + pixels.dtype.str[1:]).tobytes()
+        path = out_dir / f"IM{k + 1:0{width}d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
 
+
+def _uid(entropy: str | None, *parts: str) -> UID:
+    """Deterministic from ``entropy`` and ``parts`` when given (reproducible series), else new."""
+    return generate_uid(entropy_srcs=[entropy, *parts]) if entropy else generate_uid()
+
+
+@dataclass(frozen=True)
+class _SeriesHeader:
+    """What every slice of one written series shares: UIDs, dates, geometry."""
+
+    study: UID
+    series: UID
+    frame_of_reference: UID
+    series_number: int
+    date: str
+    time: str
+    geometry: dict
+    uid_entropy: str | None
+
+    @classmethod
+    def make(cls, affine, uid_entropy, study_uid, series_uid, series_number) -> _SeriesHeader:
+        def uid(*parts: str) -> UID:
+            return _uid(uid_entropy, *parts)
+
+        study = UID(study_uid) if study_uid else uid("study")
+        series = UID(series_uid) if series_uid else uid("series", str(series_number))
+        for name, value in (("study_instance_uid", study), ("series_instance_uid", series)):
+            if not value.is_valid:
+                raise VolumeError(f"{name} {value!r} is not a valid DICOM UID")
+        now = dt.datetime.now()
+        return cls(
+            study, series, uid("frame-of-reference", str(study), str(series)),
+            int(series_number), now.strftime("%Y%m%d"), now.strftime("%H%M%S"),
+            _geometry(affine), uid_entropy,
+        )  # fmt: skip
+
+    def slice_dataset(self, k: int, affine: np.ndarray) -> Dataset:
+        """Slice ``k``'s data set without the patient, the description and the pixels."""
+        sop = _uid(self.uid_entropy, "sop", str(self.series), str(k))
+        position = _LPS @ (affine[:3, 3] + k * affine[:3, 2])
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = sop
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.ImplementationVersionName = "UGSS"
-
         ds = Dataset()
         ds.file_meta = meta
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = sop
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = date
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = time
-        ds.AccessionNumber = ""
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = self.date
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = self.time
+        ds.AccessionNumber = ds.ReferringPhysicianName = ""
         ds.Modality = "CT"
         ds.Manufacturer = "UGSS"
-        ds.ReferringPhysicianName = ""
-        ds.SeriesDescription = series_description
-        ds.PatientName = patient_name
-        ds.PatientID = patient_id
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ""
+        ds.PatientBirthDate = ds.PatientSex = ""
         ds.BodyPartExamined = "HEAD"
-        ds.SliceThickness = _ds(geometry["thickness"])
+        ds.SliceThickness = _ds(self.geometry["thickness"])
         ds.KVP = "120"
         ds.PatientPosition = "HFS"
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = self.study, self.series
         ds.StudyID = "1"
-        ds.SeriesNumber = int(series_number)
+        ds.SeriesNumber = self.series_number
         ds.AcquisitionNumber = 1
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [_ds(v) for v in position]
-        ds.ImageOrientationPatient = [_ds(v) for v in geometry["orientation"]]
-        ds.FrameOfReferenceUID = frame_of_reference
+        ds.ImageOrientationPatient = [_ds(v) for v in self.geometry["orientation"]]
+        ds.FrameOfReferenceUID = self.frame_of_reference
         ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = _ds(float(position @ geometry["normal"]))
+        ds.SliceLocation = _ds(float(position @ self.geometry["normal"]))
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = int(stack.shape[1]), int(stack.shape[2])
-        ds.PixelSpacing = [_ds(v) for v in geometry["pixel_spacing"]]
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
+        ds.PixelSpacing = [_ds(v) for v in self.geometry["pixel_spacing"]]
+        ds.BitsAllocated = ds.BitsStored = 16
         ds.HighBit = 15
-        ds.PixelRepresentation = pixel_representation
-        ds.WindowCenter = "40"
-        ds.WindowWidth = "80"
-        ds.RescaleIntercept = _ds(intercept)
+        ds.WindowCenter, ds.WindowWidth = _ds(BRAIN_WINDOW.level), _ds(BRAIN_WINDOW.width)
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
-        ds.PixelData = np.ascontiguousarray(pixels[k]).astype("<" + pixels.dtype.str[1:]).tobytes()
-
-        path = out_dir / f"IM{k + 1:0{width}d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+        return ds
 
 
 def _geometry(affine_ras: np.ndarray) -> dict:
