@@ -4,7 +4,8 @@
   argument) becomes one ``Error: ...`` line on stderr; usage errors exit 2;
 - options: ``-h``/``--help``, ``--version``, ``-v``/``--verbose`` (the project's debug lines, not
   matplotlib's), ``-q``/``--quiet``, ``--threads`` (0 = all cores), ``--device`` (auto | cpu |
-  cuda);
+  cuda; for onnxruntime the short form of ``--provider``);
+- help: value types a user reads (no ``<bool>`` after a flag, no ``<list[str]>``);
 - output locations: checked (created and written to) before any work starts.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Annotated
 
 import typer
 from typer._click.exceptions import ClickException
-from typer.core import TyperArgument, TyperCommand, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from ugss import __version__
 from ugss.errors import InputError, UGSSError
@@ -30,20 +32,38 @@ DEVICES = ("auto", "cpu", "cuda")
 NOISY_LOGGERS = ("matplotlib", "PIL", "h5py", "numexpr", "urllib3", "asyncio")
 
 
+def _readable_type(shown: str | None) -> str | None:
+    """``<list[str]>`` → ``<str>...``, ``<int range>`` → ``<int>`` (the range is shown beside)."""
+    if shown is None:
+        return None
+    shown = re.sub(r"<list\[(\w+)\]>", r"<\1>...", shown)
+    return re.sub(r"<(\w+) range>", r"<\1>", shown)
+
+
+def _readable_help(params) -> None:
+    """Help without Python's words: no ``<bool>`` after a flag, no ``<list[str]>``."""
+    for param in params:
+        if param is None:
+            continue
+        if isinstance(param, TyperOption) and param.metavar is None and param.is_flag:
+            param.metavar = ""
+        if isinstance(param, TyperOption) and param.metavar is not None:
+            continue  # an option's metavar is its type column
+        display = param.display_type_rich
+        param.display_type_rich = lambda ctx, _display=display: _readable_type(_display(ctx))
+
+
 class Command(TyperCommand):
     """Help as users of other tools read it: ``ugss-x [OPTIONS] INPUT...`` (no ``{input}``),
-    and no ``<bool>`` placeholder after a flag."""
+    no ``<bool>`` placeholder after a flag, no ``<list[str]>``."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for param in self.params:
-            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
-                param.metavar = ""
+        _readable_help(self.params)
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
-        if option is not None and option.metavar is None:
-            option.metavar = ""
+        _readable_help([option])
         return option
 
     def collect_usage_pieces(self, ctx) -> list[str]:
@@ -57,12 +77,29 @@ class Command(TyperCommand):
         return pieces
 
 
+class Group(TyperGroup):
+    """A command with subcommands (``ugss-node``), its help without ``<bool>`` either."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _readable_help(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        _readable_help([option])
+        return option
+
+
 class App(typer.Typer):
-    """``typer.Typer`` whose commands are ``Command``s."""
+    """``typer.Typer`` whose commands are ``Command``s and whose groups are ``Group``s."""
 
     def command(self, *args, **kwargs):
         kwargs.setdefault("cls", Command)
         return super().command(*args, **kwargs)
+
+    def callback(self, *args, **kwargs):
+        kwargs.setdefault("cls", Group)
+        return super().callback(*args, **kwargs)
 
 
 def make_app(help_text: str | None, **kwargs) -> typer.Typer:
@@ -100,7 +137,7 @@ DeviceOpt = Annotated[
     typer.Option(
         "--device",
         help="Where the model runs: auto, cpu or cuda (auto: the GPU when there is one).",
-        metavar="auto|cpu|cuda",
+        metavar="DEVICE",
         show_default=False,
     ),
 ]
@@ -111,22 +148,33 @@ def check_device(device: str | None) -> None:
         raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
 
 
+def provider_for(device: str | None, provider: str | None) -> str | None:
+    """The onnxruntime provider of ``--device`` (the familiar name: auto, cpu, cuda) or of
+    ``--provider`` (the finer choice, tensorrt too); ``None`` when neither is given."""
+    check_device(device)
+    if device is not None and provider is not None and device != provider:
+        raise InputError(f"--device {device} and --provider {provider} disagree: give one")
+    return provider or device
+
+
 def threads_or_none(threads: int) -> int | None:
     """``--threads``: 0 means all cores (``None`` for libraries that pick them themselves)."""
     return threads or None
 
 
-def run_cli(app: typer.Typer, args: list[str] | None = None) -> None:
+def run_cli(app: typer.Typer, args: list[str] | None = None, prog: str | None = None) -> None:
     """Run a typer app; any error becomes one ``Error: ...`` line on stderr and an exit code."""
     command = typer.main.get_command(app)
-    prog = Path(sys.argv[0]).name or "ugss"
+    prog = prog or Path(sys.argv[0]).name or "ugss"
     try:
         code = command.main(args=args, prog_name=prog, standalone_mode=False)
     except UGSSError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except ClickException as exc:  # usage errors: unknown option, bad value, missing argument
-        print(f"Error: {exc.format_message().rstrip('.')} (see {prog} --help)", file=sys.stderr)
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else prog  # ugss-node status: its own help
+        print(f"Error: {exc.format_message().rstrip('.')} (see {where} --help)", file=sys.stderr)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         print("Interrupted.", file=sys.stderr)
@@ -146,20 +194,25 @@ def setup_logging(verbose: bool, quiet: bool = False, *, default: int = logging.
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Create ``folder`` and write a file there: ``None``, or why that cannot be done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None if os.access(folder, os.W_OK) else "permission denied"
+
+
 def check_output_dir(path: Path, what: str = "output folder") -> Path:
     """Create ``path`` and prove it writable now, before any work: ``InputError`` otherwise."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: the {what} exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise InputError(f"{path}: cannot write the {what} there ({reason})") from None
-    if not os.access(path, os.W_OK):
-        raise InputError(f"{path}: cannot write the {what} there (permission denied)")
+    reason = _unwritable(path)
+    if reason is not None:
+        raise InputError(f"{path}: cannot write the {what} there ({reason})")
     return path
 
 
@@ -168,7 +221,13 @@ def check_output_file(path: Path, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: the {what} is a folder")
-    check_output_dir(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        reason: str | None = f"{folder} is not a folder"
+    else:
+        reason = _unwritable(folder)
+    if reason is not None:
+        raise InputError(f"{path}: cannot write the {what} there ({reason})")
     return path
 
 

@@ -15,14 +15,22 @@ from typing import Annotated
 
 import typer
 
-from ugss.cli_support import run_cli, setup_logging
+from ugss.cli_support import (
+    DeviceOpt,
+    QuietOpt,
+    VerboseOpt,
+    VersionOpt,
+    make_app,
+    provider_for,
+    run_cli,
+    setup_logging,
+)
 from ugss.dicom_node.config import NodeConfig, load_config
 
-app = typer.Typer(
-    add_completion=False,
+app = make_app(
     no_args_is_help=False,
     invoke_without_command=True,
-    help=(
+    help_text=(
         "DICOM C-STORE node: receives CT series from a PACS, segments hemorrhage, and sends back "
         "a DICOM-SEG and a Comprehensive 3D SR volume report (optionally a secondary-capture "
         "overlay). Every option may also be set in the --config TOML file under the same name "
@@ -48,7 +56,8 @@ HELP = {
     f"(default {_D.spool_limit_mb}).",
     "results": "Folder for result files (default <spool>/results).",
     "model": "ONNX model written by ugss-export (default: the bundled model).",
-    "provider": "onnxruntime execution provider: auto | cpu | cuda | tensorrt (default cpu).",
+    "provider": "onnxruntime execution provider: auto | cpu | cuda | tensorrt (default cpu; "
+    "--device is the short form).",
     "triton_url": "Run the model on a Triton server (host:port); --model is then the model name.",
     "mc_samples": "0: deterministic (no volume interval); unset: the model's MC samples.",
     "quiet_period_s": "Seconds without a new instance that complete a series "
@@ -112,6 +121,7 @@ def serve(
     spool_limit_mb: Annotated[OptInt, _opt("spool_limit_mb")] = None,
     results: Annotated[OptPath, _opt("results")] = None,
     model: Annotated[OptPath, _opt("model")] = None,
+    device: DeviceOpt = None,
     provider: Annotated[OptStr, _opt("provider")] = None,
     triton_url: Annotated[OptStr, _opt("triton_url")] = None,
     mc_samples: Annotated[OptInt, _opt("mc_samples")] = None,
@@ -140,11 +150,14 @@ def serve(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the effective configuration and exit.")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log lines.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     """Run the node until interrupted (SIGINT/SIGTERM); or a subcommand, see below."""
     if ctx.invoked_subcommand is not None:
         return
+    provider = provider_for(device, provider)
     cfg = load_config(
         config,
         ae_title=ae_title, bind=bind, port=port, peers=peer or None,
@@ -164,7 +177,7 @@ def serve(
     if print_config:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
-    setup_logging(verbose)
+    setup_logging(verbose, quiet)
     os.umask(0o077)  # spool, database and results readable by the service user only
     for noisy in ("pynetdicom", "highdicom", "pydicom"):  # their INFO lines are per PDU/module
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
