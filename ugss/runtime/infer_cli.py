@@ -10,17 +10,38 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 
-from ugss.cli_support import run_cli, setup_logging
+from ugss.cli_support import (
+    DeviceOpt,
+    QuietOpt,
+    ThreadsOpt,
+    VerboseOpt,
+    VersionOpt,
+    check_output_dir,
+    check_output_file,
+    make_app,
+    note,
+    provider_for,
+    run_cli,
+    setup_logging,
+    threads_or_none,
+)
 from ugss.errors import InputError, UGSSError
+from ugss.runtime.batch_summary import (
+    ScanOutcome,
+    closing_line,
+    renamed_lines,
+    unique_names,
+    write_summary_csv,
+)
 from ugss.runtime.engines import Engine, open_engine
-from ugss.runtime.io import expand_inputs, read_volume
+from ugss.runtime.io import OUTPUT_SUFFIXES, expand_inputs, find_scans, read_volume
 from ugss.runtime.nifti import write_nifti
 from ugss.runtime.report import ScanReport, build_report
 from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_ML, Segmentation, segment_volume
@@ -29,12 +50,12 @@ from ugss.runtime.volume import Volume
 
 log = logging.getLogger(__name__)
 
-app = typer.Typer(
-    add_completion=False,
-    help="Segment intracranial hemorrhage in head CT scans (NIfTI files or DICOM series "
+app = make_app(
+    "Segment intracranial hemorrhage in head CT scans (NIfTI files or DICOM series "
     "folders) and write mask, probability and uncertainty maps, a volume report and pictures. "
     "Research software, not for clinical use.",
 )
+__all__ = ["expand_inputs", "main", "process_scan", "run_batch", "unique_names"]
 
 
 @dataclass(frozen=True)
@@ -46,37 +67,6 @@ class InferOptions:
     use_mc: bool = True
     pictures: bool = True
     seed: int | None = 0
-
-
-@dataclass
-class RunResult:
-    reports: list[ScanReport] = field(default_factory=list)
-    failures: list[tuple[str, str, int]] = field(default_factory=list)  # (input, message, code)
-
-
-def scan_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name or "scan"
-
-
-def unique_names(paths: list[Path]) -> list[str]:
-    """Output stems, made unique with the parent folder's name or a counter."""
-    names = [scan_name(p) for p in paths]
-    seen: dict[str, int] = {}
-    out = []
-    for p, n in zip(paths, names, strict=True):
-        if names.count(n) > 1 and p.parent.name:
-            n = f"{p.parent.name}_{n}"
-        if n in seen:
-            seen[n] += 1
-            n = f"{n}_{seen[n]}"
-        else:
-            seen[n] = 1
-        out.append(n)
-    return out
 
 
 def write_unit_map(path: Path, data: np.ndarray, like: Volume) -> Path:
@@ -161,61 +151,147 @@ def process_scan(
     return report
 
 
+def check_output_names(path: Path, out_dir: Path, name: str) -> None:
+    """Before any work on a scan: no folder has the name of one of its outputs."""
+    for suffix in OUTPUT_SUFFIXES:
+        taken = out_dir / f"{name}{suffix}"
+        if taken.is_dir():
+            raise InputError(f"{path}: cannot write {taken}: a folder has that name")
+
+
+def _remove_partial(before: dict[Path, int | None]) -> None:
+    """After a failed scan: remove the outputs it wrote (``before``: their mtimes before it;
+    an earlier run's files that it did not rewrite stay)."""
+    for path, mtime in before.items():
+        try:
+            if path.is_file() and path.stat().st_mtime_ns != mtime:
+                path.unlink()
+        except OSError:
+            log.debug("could not remove %s", path, exc_info=True)
+
+
+def _mtimes(out_dir: Path, name: str) -> dict[Path, int | None]:
+    paths = [out_dir / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES]
+    return {p: p.stat().st_mtime_ns if p.is_file() else None for p in paths}
+
+
+def run_scan(
+    path: Path, engine: Engine, out_dir: Path, name: str, opts: InferOptions
+) -> ScanOutcome:
+    """One scan of a batch → ``ScanOutcome``: its report, or its error line and no files."""
+    try:
+        check_output_names(path, out_dir, name)
+        before = _mtimes(out_dir, name)
+        try:
+            return ScanOutcome(str(path), name, process_scan(path, engine, out_dir, name, opts))
+        except BaseException:
+            _remove_partial(before)
+            raise
+    except UGSSError as exc:
+        failure, code = str(exc), exc.exit_code
+    except MemoryError:
+        failure, code = f"{path}: out of memory (try a smaller --batch-size)", 1
+    except Exception as exc:  # keep the batch going; the log has the traceback
+        log.debug("failure on %s", path, exc_info=True)
+        failure, code = f"{path}: internal error: {type(exc).__name__}: {exc}", 1
+    return ScanOutcome(str(path), name, error=failure, exit_code=code)
+
+
+def _result_line(outcome: ScanOutcome, index: int, total: int) -> str:
+    """``2/5 x.nii.gz: 3.10 mL ...``; a renamed input says its output name."""
+    assert outcome.report is not None
+    label = f"{Path(outcome.source).name} → {outcome.name}_*" if outcome.renamed else None
+    line = outcome.report.summary_line(label)
+    return f"{index}/{total} {line}" if total > 1 else line
+
+
 def run_batch(
-    paths: list[Path], engine: Engine, out_dir: Path, opts: InferOptions, *, progress: bool = True
-) -> RunResult:
+    paths: list[Path],
+    engine: Engine,
+    out_dir: Path,
+    opts: InferOptions,
+    *,
+    progress: bool = True,
+    quiet: bool = False,
+) -> list[ScanOutcome]:
+    """Every scan in turn; one line per scan (``N/total`` in a batch), errors as they come."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    result = RunResult()
-    names = unique_names(paths)
-    console = Console()
+    outcomes: list[ScanOutcome] = []
+    console = Console(quiet=quiet)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(
-        *columns, console=console, transient=True, disable=not (progress and console.is_terminal)
-    ) as bar:
+    show_bar = progress and not quiet and console.is_terminal
+    with Progress(*columns, console=console, transient=True, disable=not show_bar) as bar:
         task = bar.add_task("segmenting", total=len(paths))
-        for path, name in zip(paths, names, strict=True):
+        for i, (path, name) in enumerate(zip(paths, unique_names(paths), strict=True), 1):
             bar.update(task, description=f"segmenting {name}")
-            try:
-                report = process_scan(path, engine, out_dir, name, opts)
-            except UGSSError as exc:
-                result.failures.append((str(path), str(exc), exc.exit_code))
-                typer.echo(f"Error: {exc}", err=True)
-            except MemoryError:
-                msg = f"{path}: out of memory (try a smaller --batch-size)"
-                result.failures.append((str(path), msg, 1))
-                typer.echo(f"Error: {msg}", err=True)
-            except Exception as exc:  # keep the batch going; the log has the traceback
-                log.debug("failure on %s", path, exc_info=True)
-                msg = f"{path}: internal error: {type(exc).__name__}: {exc}"
-                result.failures.append((str(path), msg, 1))
-                typer.echo(f"Error: {msg}", err=True)
+            outcome = run_scan(path, engine, out_dir, name, opts)
+            outcomes.append(outcome)
+            if outcome.report is None:
+                typer.echo(f"Error: {outcome.error}", err=True)
             else:
-                result.reports.append(report)
-                console.print(report.summary_line(), markup=False, highlight=False)
+                line = _result_line(outcome, i, len(paths))
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
             bar.advance(task)
-    return result
+    return outcomes
+
+
+def _close(outcomes: list[ScanOutcome], seconds: float, summary: Path | None, quiet: bool) -> None:
+    """The closing lines of a batch, the ``--summary`` CSV, the list of failures."""
+    if summary is not None:
+        write_summary_csv(summary, outcomes)
+    failed = [o for o in outcomes if o.report is None]
+    if len(outcomes) > 1 and not quiet:
+        lines = [closing_line(outcomes, seconds), *renamed_lines(outcomes)]
+        if summary is not None:
+            lines.append(f"summary: {summary}")
+        typer.echo("\n".join(lines))
+    if failed and len(outcomes) > 1:
+        typer.echo(
+            f"{len(failed)} of {len(outcomes)} scans failed:\n"
+            + "\n".join(f"  {o.source}" for o in failed),
+            err=True,
+        )
 
 
 @app.command()
 def infer(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="NIfTI files (.nii, .nii.gz), DICOM series folders, folders holding many, or "
-            "glob patterns (quoted).",
+            "glob patterns (quoted). A labeled cohort folder (ugss-synth, PhysioNet CT-ICH) is "
+            "read from its ct_scans/ only (not masks/ or dicom/).",
             show_default=False,
+            metavar="INPUT",
         ),
-    ],
+    ] = None,
+    input_option: Annotated[
+        list[str] | None,
+        typer.Option("-i", "--input", help="An input, as INPUT (repeat for more).", metavar="PATH"),
+    ] = None,
     out: Annotated[
-        Path, typer.Option("-o", "--out", help="Folder for the outputs (created if missing).")
+        Path,
+        typer.Option(
+            "-o", "--out", help="Folder for the outputs (created if missing).", metavar="DIR"
+        ),
     ] = Path("ugss-out"),
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary",
+            help="Also write a CSV with one row per input: scan, output name, status, "
+            "hemorrhage, volume, MC interval, components, slices, intracranial volume, QC "
+            "flags, error.",
+            metavar="CSV",
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -223,31 +299,36 @@ def infer(
             help="Model file: ONNX from ugss-export (.onnx) or a TensorRT plan (.plan); with "
             "--triton-url the model's name on the server (default ugss). Default: the bundled "
             "model.",
+            metavar="FILE",
         ),
     ] = None,
+    device: DeviceOpt = None,
     provider: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--provider", help="onnxruntime execution provider: auto, cpu, cuda or tensorrt."
+            "--provider",
+            help="onnxruntime execution provider: auto, cpu, cuda or tensorrt (default auto; "
+            "--device is the short form).",
+            metavar="NAME",
+            show_default=False,
         ),
-    ] = "auto",
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="Threads for the model (default: all cores)."),
     ] = None,
+    threads: ThreadsOpt = 0,
     batch_size: Annotated[
         int | None,
         typer.Option(
             "--batch-size",
             min=1,
             help="Slices per model call; bounds memory (default: sized to the model and T).",
+            metavar="INT",
         ),
     ] = None,
     deterministic: Annotated[
         bool,
         typer.Option(
             "--deterministic",
-            help="No MC sampling: use the model's -det.onnx twin if present, else drop MC outputs.",
+            help="No MC sampling: use the model's -det.onnx twin if present, else drop MC "
+            "outputs (no uncertainty map, no interval).",
         ),
     ] = False,
     min_component_ml: Annotated[
@@ -256,6 +337,7 @@ def infer(
             "--min-component-ml",
             min=0.0,
             help="Remove connected components smaller than this volume (mL).",
+            metavar="ML",
         ),
     ] = DEFAULT_MIN_COMPONENT_ML,
     no_pictures: Annotated[
@@ -265,30 +347,40 @@ def infer(
     triton_url: Annotated[
         str | None,
         typer.Option(
-            "--triton-url", help="Run the model on a Triton server at this URL (host:port)."
+            "--triton-url",
+            help="Run the model on a Triton server at this URL (host:port).",
+            metavar="URL",
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Seed of the MC dropout noise, reset per scan.")
+        int,
+        typer.Option("--seed", help="Seed of the MC dropout noise, reset per scan.", metavar="INT"),
     ] = 0,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log each stage.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     """Segment each scan; per scan NAME writes NAME_mask/_prob/_uncertainty.nii.gz,
     NAME_report.json/.md, NAME_montage.png, NAME_3d.png and NAME_hemorrhage.ply."""
-    if verbose:
-        setup_logging(True)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    paths = expand_inputs(inputs)
+    setup_logging(verbose, quiet, default=logging.WARNING)
+    items = [*(inputs or ()), *(input_option or ())]
+    if not items:
+        raise InputError("no input: give INPUT... or -i PATH")
+    provider_name = provider_for(device, provider) or "auto"
+    check_output_dir(out)
+    if summary is not None:
+        check_output_file(summary, "summary file")
+    found = find_scans(items)
     engine = open_engine(
         model,
-        provider=provider,
-        threads=threads,
+        provider=provider_name,
+        threads=threads_or_none(threads),
         seed=seed,
         triton_url=triton_url,
         deterministic=deterministic,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    for line in found.notes:
+        note(line, quiet=quiet)
     opts = InferOptions(
         batch_size=batch_size,
         min_component_ml=min_component_ml,
@@ -296,15 +388,12 @@ def infer(
         pictures=not no_pictures,
         seed=seed,
     )
-    result = run_batch(paths, engine, out, opts)
-    if result.failures:
-        if len(paths) > 1:
-            typer.echo(
-                f"{len(result.failures)} of {len(paths)} scans failed:\n"
-                + "\n".join(f"  {p}" for p, _, _ in result.failures),
-                err=True,
-            )
-        raise typer.Exit(max(code for _, _, code in result.failures))
+    start = time.perf_counter()
+    outcomes = run_batch(list(found.paths), engine, out, opts, quiet=quiet)
+    _close(outcomes, time.perf_counter() - start, summary, quiet)
+    codes = [o.exit_code for o in outcomes if o.report is None]
+    if codes:
+        raise typer.Exit(max(codes))
 
 
 def main() -> None:

@@ -4,15 +4,30 @@ scans in what the user names (files, DICOM series folders, folders of many, glob
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass
 from pathlib import Path
 
 from ugss.errors import VolumeError
 from ugss.runtime.nifti import is_nifti_path, read_nifti
 from ugss.runtime.volume import Volume
+from ugss.wording import plural
 
 _GLOB_CHARS = set("*?[")
-# ugss-infer's own outputs are not scans: re-running on a folder must not pick them up
-OUTPUT_SUFFIXES = ("_mask.nii.gz", "_prob.nii.gz", "_uncertainty.nii.gz")
+# every file ugss-infer writes per scan NAME is NAME + one of these: re-running on a folder must
+# not pick them up, and a folder in the way of one fails that scan before anything is written
+OUTPUT_SUFFIXES = (
+    "_mask.nii.gz",
+    "_prob.nii.gz",
+    "_uncertainty.nii.gz",
+    "_report.json",
+    "_report.md",
+    "_montage.png",
+    "_3d.png",
+    "_hemorrhage.ply",
+)
+# a labeled cohort (PhysioNet CT-ICH, ugss-synth): its scans are in ct_scans/; masks/, cavity/
+# and dicom/ (the same scans as DICOM series) beside it are not scans to segment
+COHORT_SCANS = "ct_scans"
 
 
 def read_volume(path: str | Path) -> Volume:
@@ -48,8 +63,35 @@ def _looks_like_dicom_folder(folder: Path, files: list[Path]) -> bool:
     return False
 
 
-def _scan_folder(folder: Path) -> list[Path]:
-    """A folder → its NIfTI files, itself if it holds a DICOM series, and its subfolders' scans."""
+@dataclass(frozen=True)
+class FoundScans:
+    """The scans found in what the user named, and what was said about how they were found."""
+
+    paths: tuple[Path, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _cohort_scans(folder: Path, notes: list[str]) -> list[Path]:
+    """A cohort folder → the scans of its ``ct_scans/`` only, with a note saying so."""
+    found = _scan_folder(folder / COHORT_SCANS, notes)
+    others = sorted(
+        f"{p.name}/"
+        for p in folder.iterdir()
+        if p.is_dir() and p.name != COHORT_SCANS and not p.name.startswith(".")
+    )
+    skipped = f" (not {', '.join(others)})" if others else ""
+    notes.append(
+        f"{folder}: a labeled cohort folder: reading the {plural(len(found), 'scan')} in "
+        f"{COHORT_SCANS}/{skipped}"
+    )
+    return found
+
+
+def _scan_folder(folder: Path, notes: list[str]) -> list[Path]:
+    """A folder → its NIfTI files, itself if it holds a DICOM series, and its subfolders' scans
+    (a cohort folder: the scans in its ``ct_scans/``)."""
+    if (folder / COHORT_SCANS).is_dir():
+        return _cohort_scans(folder, notes)
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     files = [p for p in entries if p.is_file()]
     nifti = [p for p in files if is_nifti_path(p) and not p.name.endswith(OUTPUT_SUFFIXES)]
@@ -63,29 +105,33 @@ def _scan_folder(folder: Path) -> list[Path]:
         found.append(folder)
     found += nifti
     for sub in (p for p in entries if p.is_dir()):
-        found += _scan_folder(sub)
+        found += _scan_folder(sub, notes)
     return found
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """NIfTI files, DICOM series folders, folders of many and glob patterns → scan paths.
+def find_scans(items: list[str]) -> FoundScans:
+    """NIfTI files, DICOM series folders, folders of many (a cohort folder: its ``ct_scans/``)
+    and glob patterns → scan paths, each once, and notes on the cohort folders read.
 
     A folder with nothing recognisable is kept as is, so reading it gives the precise error.
     """
     found: list[Path] = []
+    notes: list[str] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found += _scan_folder(path) or [path]
+            found += _scan_folder(path, notes) or [path]
         elif not path.exists() and _GLOB_CHARS & set(item):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 found.append(path)  # reported as "no such file"
             for m in matches:
-                found += _scan_folder(Path(m)) if Path(m).is_dir() else [Path(m)]
+                found += _scan_folder(Path(m), notes) if Path(m).is_dir() else [Path(m)]
         else:
             found.append(path)
-    unique: dict[Path, None] = {}
-    for p in found:
-        unique.setdefault(p, None)
-    return list(unique)
+    return FoundScans(tuple(dict.fromkeys(found)), tuple(notes))
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """``find_scans(items).paths`` as a list."""
+    return list(find_scans(items).paths)

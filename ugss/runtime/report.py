@@ -160,9 +160,9 @@ class ScanReport:
         Path(json_path).write_text(self.to_json() + "\n")
         Path(md_path).write_text(self.to_markdown())
 
-    def summary_line(self) -> str:
-        """One line per scan for the CLI."""
-        name = Path(self.scan.source).name
+    def summary_line(self, label: str | None = None) -> str:
+        """One line per scan for the CLI, led by ``label`` (default: the input's file name)."""
+        name = label or Path(self.scan.source).name
         if not self.assessed:
             text = f"{name}: {NOT_ASSESSED}"
         elif not self.hemorrhage_present:
