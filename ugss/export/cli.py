@@ -13,6 +13,7 @@ checkpoint's validation split unless told otherwise). Thin over
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -20,12 +21,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ugss.cli_support import run_cli, setup_logging
+from ugss.cli_support import (
+    QuietOpt,
+    ThreadsOpt,
+    VerboseOpt,
+    VersionOpt,
+    check_output_dir,
+    check_output_file,
+    make_app,
+    run_cli,
+    setup_logging,
+)
+from ugss.errors import InputError
 from ugss.export.api import ExportOptions, ExportResult, export_checkpoint
 from ugss.runtime.interval import weak_warning
 from ugss.runtime.model_info import KIND_MC
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = make_app(__doc__)
 console = Console(stderr=True)
 _O = ExportOptions(onnx=Path("model.onnx"))
 
@@ -33,11 +45,27 @@ _O = ExportOptions(onnx=Path("model.onnx"))
 @app.command()
 def main_command(
     checkpoint: Annotated[
-        Path, typer.Argument(help="Training checkpoint written by ugss-train (best.pt / last.pt)")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Training checkpoint written by ugss-train (best.pt / last.pt)",
+            show_default=False,
+            metavar="CHECKPOINT",
+        ),
+    ] = None,
+    checkpoint_option: Annotated[
+        Path | None,
+        typer.Option(
+            "-i", "--input", help="The checkpoint (instead of CHECKPOINT)", metavar="FILE"
+        ),
+    ] = None,
     onnx: Annotated[
         Path | None,
-        typer.Option("--onnx", help="Output .onnx path (default: the checkpoint's name + .onnx)"),
+        typer.Option(
+            "-o",
+            "--onnx",
+            help="Output .onnx path (default: the checkpoint's name + .onnx)",
+            metavar="FILE",
+        ),
     ] = None,
     mc_samples: Annotated[
         int,
@@ -110,14 +138,17 @@ def main_command(
             help="Leave the MC volume interval uncalibrated (the runtime then says so)",
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step")] = False,
+    threads: ThreadsOpt = 0,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     """Export a trained checkpoint: MC ONNX + deterministic twin, optionally TensorRT / Triton.
 
     Example: ugss-export best.pt --onnx model.onnx --mc-samples 8 [--int8] [--trt] [--triton repo/]
     """
-    if verbose:
-        setup_logging(True)
+    setup_logging(verbose, quiet, default=logging.WARNING)
+    checkpoint = _checkpoint(checkpoint, checkpoint_option)
     options = ExportOptions(
         onnx=onnx if onnx is not None else checkpoint.with_suffix(".onnx"),
         weights=weights,
@@ -136,9 +167,35 @@ def main_command(
         interval_calibration=not no_interval_calibration,
         interval_cohort=interval_cohort,
     )
+    check_outputs(options)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    console.quiet = quiet
     with console.status("exporting") as status:
         result = export_checkpoint(checkpoint, options, lambda msg: status.update(msg))
-    _report(result)
+    if quiet:
+        _warn_interval(result)
+    else:
+        _report(result)
+
+
+def _checkpoint(positional: Path | None, option: Path | None) -> Path:
+    if positional is not None and option is not None and positional != option:
+        raise InputError(f"two checkpoints given: {positional} and -i {option}")
+    checkpoint = positional or option
+    if checkpoint is None:
+        raise InputError("no checkpoint: give CHECKPOINT or -i FILE")
+    return checkpoint
+
+
+def check_outputs(options: ExportOptions) -> None:
+    """Before any work: the ONNX files' folder and the Triton repository can be written."""
+    for path in (options.onnx, options.det_path):
+        check_output_file(path, "ONNX file")
+    if options.triton is not None:
+        check_output_dir(options.triton, "Triton repository")
 
 
 def _report(result: ExportResult) -> None:
@@ -168,8 +225,14 @@ def _report_interval(result: ExportResult) -> None:
         f"volume interval calibration ({cal.source}): {cal.describe()}; "
         f"{result.interval.seconds:.1f} s"
     )
-    if cal.weak:
-        console.print(f"[bold red]WARNING[/]: volume interval: {weak_warning(cal.n_scans)}")
+    _warn_interval(result)
+
+
+def _warn_interval(result: ExportResult) -> None:
+    """A loud warning (also with --quiet) when the interval's calibration rests on few scans."""
+    if result.interval is not None and result.interval.calibration.weak:
+        warning = weak_warning(result.interval.calibration.n_scans)
+        Console(stderr=True).print(f"[bold red]WARNING[/]: volume interval: {warning}")
 
 
 def main() -> None:
