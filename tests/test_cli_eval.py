@@ -72,3 +72,17 @@ def test_eval_checks_the_report_folder_before_the_work(cohort, tmp_path, monkeyp
     assert err.strip() == (
         f"Error: {tmp_path}/file/sub: cannot write the report folder there (Not a directory)"
     )
+
+
+def test_one_scan_console_says_what_the_markdown_says(cohort, tmp_path, monkeypatch, capsys):
+    """Item 14: no ``nan`` or "1 scans" on the console where evaluation.md says n/a, 1 scan;
+    item 9: ``--threads 0`` is all cores here too."""
+    model = det_model(tmp_path / "m.onnx", {"data": {"split_ids": SPLIT}})
+    code, out, err = run(
+        monkeypatch, capsys, model, "--data", cohort, "--split", "test", "--threads", "0"
+    )
+    assert code == 0, err
+    markdown = (tmp_path / "eval-test" / "evaluation.md").read_text()
+    assert "1 scan," in markdown and "n/a" in markdown
+    assert "ugss-eval: 1 scan" in out and "1 scans" not in out
+    assert "nan" not in out and "n/a" in out

@@ -58,3 +58,11 @@ def test_compressed_rerun_removes_the_uncompressed_files(tmp_path, monkeypatch, 
 def test_output_errors_are_one_line(monkeypatch, capsys, args, line):
     code, _, err = run(monkeypatch, capsys, "--n", "1", *args)
     assert (code, err.splitlines()) == (2, [line])
+
+
+def test_one_scan_is_worded_singular(tmp_path, monkeypatch, capsys):
+    """Issue 16 item 14: no "1 scans" on the console."""
+    code, stdout, err = run(monkeypatch, capsys, tmp_path / "c", "-n", "1", "--matrix", "32")
+    assert code == 0, err
+    assert f"1 scan in {tmp_path}/c" in stdout and "1 scans" not in stdout
+    assert "1 scan (" in stdout

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from ugss.evaluation.accumulator import EvaluationSummary
 from ugss.evaluation.metrics import DetectionMetrics
-
-
-def _f(x: float, spec: str = ".3f") -> str:
-    return format(x, spec) if math.isfinite(x) else "n/a"
-
-
-def _pm(mean: float, sd: float) -> str:
-    return _f(mean) if not math.isfinite(sd) else f"{_f(mean)} ± {_f(sd)}"
+from ugss.wording import mean_sd as _pm
+from ugss.wording import number as _f
+from ugss.wording import plural
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -43,7 +37,7 @@ def render_markdown(summary: EvaluationSummary, title: str = "UGSS evaluation") 
     out = [
         f"# {title}",
         "",
-        f"{s.n_scans} scans, {s.n_slices} slices; threshold {s.threshold:g}; "
+        f"{plural(s.n_scans, 'scan')}, {plural(s.n_slices, 'slice')}; threshold {s.threshold:g}; "
         f"slice positive at >= {s.min_slice_voxels} voxels.",
         "",
         "## Segmentation",

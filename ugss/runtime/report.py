@@ -28,6 +28,7 @@ from ugss.runtime.preprocess import windows_to_str
 from ugss.runtime.segment import Segmentation
 from ugss.runtime.unit_map import steps_at_least
 from ugss.runtime.volume import Volume
+from ugss.wording import NOT_AVAILABLE
 
 DISCLAIMER = "Research software: not a medical device, not for clinical use."
 IN_PLANE_MM = (0.2, 1.5)
@@ -221,6 +222,7 @@ def qc_flags(
         )
     flags += icv_flags(seg.intracranial)
     mean_unc, uncertain_ml = uncertainty or uncertainty_summary(volume, seg)
+    # about the mask: with an empty mask (mean None) there is no finding to doubt
     if (
         mean_unc is not None
         and uncertain_ml is not None
@@ -279,12 +281,13 @@ def icv_flags(space: IntracranialSpace | None) -> list[QCFlag]:
 
 
 def uncertainty_summary(volume: Volume, seg: Segmentation) -> tuple[float | None, float | None]:
-    """Mean entropy inside the mask (bits) and the volume of uncertain voxels (mL)."""
+    """Mean entropy inside the mask (bits; ``None`` for an empty mask) and the volume of
+    uncertain voxels (mL); both ``None`` without MC."""
     if seg.entropy_q is None:
         return None, None
     voxels = sum(c.voxels for c in seg.components)
     weighted = sum(c.voxels * (c.mean_uncertainty_bits or 0.0) for c in seg.components)
-    mean = weighted / voxels if voxels else 0.0  # the components tile the mask
+    mean = weighted / voxels if voxels else None  # the components tile the mask
     uncertain_map = seg.entropy_q >= steps_at_least(UNCERTAIN_BITS)
     if seg.intracranial is not None:  # only where hemorrhage was looked for
         uncertain_map &= seg.intracranial.mask
@@ -360,8 +363,10 @@ def _markdown(r: ScanReport) -> str:
     ]
     if r.interval_ml is not None:
         lines.append(f"| MC interval | {r.interval_ml[0]:.2f} – {r.interval_ml[1]:.2f} mL |")
-    if r.mean_uncertainty_bits is not None:
-        lines.append(f"| Mean uncertainty in mask | {r.mean_uncertainty_bits:.3f} bits |")
+    if r.uncertain_volume_ml is not None:
+        mean = r.mean_uncertainty_bits
+        shown = f"{mean:.3f} bits" if mean is not None else f"{NOT_AVAILABLE} (empty mask)"
+        lines.append(f"| Mean uncertainty in mask | {shown} |")
         lines.append(
             f"| Uncertain voxels (≥ {UNCERTAIN_BITS} bits) | {r.uncertain_volume_ml:.2f} mL |"
         )

@@ -14,6 +14,7 @@ from ugss.cli_support import QuietOpt, VersionOpt, check_output_dir, make_app, r
 from ugss.errors import InputError
 from ugss.synth.cohort import validate_options, write_cohort
 from ugss.synth.scan import ScanTruth
+from ugss.wording import plural
 
 app = make_app(
     (
@@ -148,7 +149,7 @@ def main_command(
             cavity=cavity,
             on_scan=on_scan,
         )
-    table = Table(title=f"{len(summary.scans)} scans in {summary.out_dir}")
+    table = Table(title=f"{plural(len(summary.scans), 'scan')} in {summary.out_dir}")
     for col in ("scan", "types", "mL", "slices +/all", "thickness", "orientation"):
         table.add_column(col)
     for t in summary.scans:
@@ -164,7 +165,7 @@ def main_command(
     console.print(table)
     with_blood = sum(1 for t in summary.scans if t.types)
     console.print(
-        f"{len(summary.scans)} scans ({with_blood} with hemorrhage) "
+        f"{plural(len(summary.scans), 'scan')} ({with_blood} with hemorrhage) "
         f"in {summary.seconds:.1f} s → {summary.out_dir}"
     )
 

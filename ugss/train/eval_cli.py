@@ -25,6 +25,7 @@ from rich.table import Table
 
 from ugss.cli_support import (
     QuietOpt,
+    ThreadsOpt,
     VerboseOpt,
     VersionOpt,
     check_device,
@@ -33,12 +34,14 @@ from ugss.cli_support import (
     note,
     run_cli,
     setup_logging,
+    threads_or_none,
 )
 from ugss.errors import InputError
 from ugss.runtime.nifti import read_nifti
 from ugss.runtime.volume import Volume
 from ugss.train.cache import read_mask_for
 from ugss.train.manifest import ScanRecord, load_records, read_physionet
+from ugss.wording import mean_sd, number, plural
 
 app = make_app(__doc__)
 console = Console(stderr=True)
@@ -105,12 +108,17 @@ def _torch_predictor(
 
 
 def _onnx_predictor(
-    path: Path, mc_samples: int, batch_size: int, threshold: float | None, min_ml: float
+    path: Path,
+    mc_samples: int,
+    batch_size: int,
+    threshold: float | None,
+    min_ml: float,
+    threads: int | None = None,
 ) -> tuple[Predictor, float, dict[str, Any], dict[str, Any]]:
     from ugss.runtime.engines import OnnxEngine
     from ugss.runtime.segment import segment_volume
 
-    engine = OnnxEngine(path)
+    engine = OnnxEngine(path, threads=threads)
     thr = engine.info.threshold if threshold is None else threshold
 
     def predict(volume: Volume) -> tuple[np.ndarray, np.ndarray | None]:
@@ -158,21 +166,24 @@ def evaluate_records(
 
 
 def _print(summary: Any, info: dict[str, Any]) -> None:
+    """The headline numbers, worded as evaluation.md words them (``n/a``, ``1 scan``)."""
     o, v = summary.overlap, summary.volume
-    table = Table(title=f"ugss-eval: {summary.n_scans} scans", show_header=False)
+    table = Table(title=f"ugss-eval: {plural(summary.n_scans, 'scan')}", show_header=False)
     for k, val in info.items():
         table.add_row(k, str(val))
-    table.add_row("Dice per scan (mean ± sd)", f"{o.dice_mean:.3f} ± {o.dice_std:.3f}")
-    table.add_row("Dice pooled", f"{o.dice_pooled:.3f}")
-    table.add_row("Jaccard per scan / pooled", f"{o.jaccard_mean:.3f} / {o.jaccard_pooled:.3f}")
-    table.add_row("pixel accuracy", f"{summary.pixel_accuracy:.4f}")
-    sd = summary.slice_detection.to_dict()
+    table.add_row("Dice per scan (mean ± sd)", mean_sd(o.dice_mean, o.dice_std))
+    table.add_row("Dice pooled", number(o.dice_pooled))
+    table.add_row(
+        "Jaccard per scan / pooled", f"{number(o.jaccard_mean)} / {number(o.jaccard_pooled)}"
+    )
+    table.add_row("pixel accuracy", number(summary.pixel_accuracy, ".4f"))
+    counts = summary.slice_detection.counts
     table.add_row(
         "slice detection sens / spec / AUC",
-        f"{sd.get('sensitivity', float('nan')):.3f} / {sd.get('specificity', float('nan')):.3f}"
-        f" / {summary.slice_detection.auc:.3f}",
+        f"{number(counts.sensitivity)} / {number(counts.specificity)}"
+        f" / {number(summary.slice_detection.auc)}",
     )
-    table.add_row("volume R² (identity) / bias mL", f"{v.r2:.3f} / {v.bias_ml:+.2f}")
+    table.add_row("volume R² (identity) / bias mL", f"{number(v.r2)} / {number(v.bias_ml, '+.2f')}")
     Console().print(table)
 
 
@@ -215,7 +226,10 @@ def _select_records(
 
 @app.command()
 def main_command(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or exported model (.onnx).")],
+    model: Annotated[
+        Path,
+        typer.Argument(help="Checkpoint (.pt) or exported model (.onnx).", metavar="MODEL"),
+    ],
     data: Annotated[
         Path | None,
         typer.Option("-i", "--data", help="PhysioNet CT-ICH folder to evaluate on.", metavar="DIR"),
@@ -258,6 +272,7 @@ def main_command(
     ] = 0.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Slices per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="Checkpoints: auto | cpu | cuda.")] = "auto",
+    threads: ThreadsOpt = 0,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     version: VersionOpt = False,
@@ -276,10 +291,14 @@ def main_command(
     ck = None
     if model.suffix.lower() == ".onnx":
         predict, thr, info, training = _onnx_predictor(
-            model, mc_samples, batch_size, threshold, min_component_ml
+            model, mc_samples, batch_size, threshold, min_component_ml, threads_or_none(threads)
         )
         split_ids = _onnx_split(info, training, split)
     else:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         predict, thr, info, ck = _torch_predictor(
             model, which, mc_samples, batch_size, device, threshold
         )
