@@ -58,3 +58,15 @@ def test_plain_ema_and_no_averaging():
     assert teacher.w.item() == pytest.approx(0.9 * 1 + 0.1 * 3)  # w_s ignored: classic EMA
     update_teacher("none", teacher, student, decay=0.9, student_weight=0.25)
     assert teacher.w.item() == pytest.approx(3.0)
+
+
+def test_effective_decay_is_the_plain_ema_the_update_amounts_to():
+    from ugss.train.teacher import effective_decay
+
+    teacher, student = OneParam(1.0, 0.0), OneParam(3.0, 0.0)
+    d = effective_decay("wema", 0.9, 0.25)
+    assert d == pytest.approx(0.9 + 0.1 * 0.75)
+    wema_update(teacher, student, decay=0.9, student_weight=0.25)
+    assert teacher.w.item() == pytest.approx(d * 1.0 + (1 - d) * 3.0)
+    assert effective_decay("ema", 0.99, 0.25) == 0.99
+    assert effective_decay("none", 0.99, 0.25) == 0.0

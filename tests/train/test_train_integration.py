@@ -71,8 +71,9 @@ def test_every_method_trains_and_writes_checkpoints(cohort: Path, tmp_path: Path
     assert (doc["teacher"] is None) == (variant["method"] == "supervised")
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     rec = json.loads(lines[0])
-    for key in ("loss", "sup", "lambda_u", "alpha", "lr", "val_dice", "time_s"):
+    for key in ("loss", "sup", "lambda_u", "alpha", "lr", "val_dice", "time_s", "eval_model"):
         assert key in rec
+    assert rec["val_dice"] == max(doc["val_dice"].values())
     if variant["method"] != "supervised":
         assert "cons" in rec
 
@@ -114,7 +115,9 @@ def trained(cohort: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_predict_volume_on_native_grid(cohort: Path, trained):
     result = trained
     ck = load_checkpoint(result.best_checkpoint)
-    assert ck.which == "teacher" and ck.input_size == 32
+    doc = read_checkpoint(result.best_checkpoint)
+    assert set(doc["val_dice"]) == {"student", "teacher"}
+    assert ck.which == doc["eval_model"] == result.eval_model and ck.input_size == 32
     raw = load_checkpoint(result.best_checkpoint, calibrated=False)
     w_pos = ck.data["w_pos"]
     assert ck.logit_offset == pytest.approx(-math.log(w_pos))  # prior correction of eq. 6

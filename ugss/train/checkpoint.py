@@ -4,8 +4,10 @@ A checkpoint holds the student and teacher weights, optimizer, LR-schedule and A
 state, the global step and epoch, the random-generator states, the early-stopping state, the
 full ``TrainConfig`` (``to_dict``), the data summary (split scan ids, w_pos, …) and, at the top
 level for readers that only need the model, ``model`` (dropout placement/rate/kind),
-``input_size``, ``windows`` (``windows_to_str``), ``eval_model`` (which weights were
-validated: ``teacher`` for the mean-teacher methods, ``student`` for ``supervised``),
+``input_size``, ``windows`` (``windows_to_str``), ``eval_model`` (the weights with
+the higher validation Dice at that epoch, ``teacher`` or ``student``; always ``student`` for
+``supervised``), ``val_dice`` (``{"student": d, "teacher": d}``, the teacher only when there is
+one),
 ``logit_offset`` (−ln w_pos: added to the head bias for inference it turns the weighted-BCE
 output into a calibrated probability, ``losses.prior_correction``) and ``threshold`` (0.5 on
 that calibrated probability). ``ugss.train.predict.load_checkpoint`` applies the offset.

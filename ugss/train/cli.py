@@ -102,7 +102,7 @@ class RichHooks(TrainHooks):
         console.print(
             f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  sup {record['sup']:.4f}"
             f"{extra}  lr {record['lr']:.2e}  val Dice {record['val_dice']:.3f}"
-            f" (pooled {record['val_dice_pooled'] or 0:.3f})"
+            f" {record['eval_model']} (pooled {record['val_dice_pooled'] or 0:.3f})"
             f"{'  *best' if record['best'] else ''}  ({record['time_s']:.0f} s)"
         )
 
@@ -217,6 +217,13 @@ def main_command(
     lambda_exponent: Annotated[
         float, typer.Option(help="Ramp exponent e of λ_u")
     ] = _MC.lambda_exponent,
+    lambda_ramp: Annotated[
+        float,
+        typer.Option(
+            help="Share of the planned steps over which λ_u ramps up to m; early stopping "
+            "counts no epoch before λ_u reached m"
+        ),
+    ] = _MC.lambda_ramp,
     teacher_noise: Annotated[
         float, typer.Option(help="σ of the teacher input noise")
     ] = _MC.teacher_noise,
@@ -299,6 +306,7 @@ def main_command(
             lambda_max=lambda_max,
             lambda_init=lambda_init,
             lambda_exponent=lambda_exponent,
+            lambda_ramp=lambda_ramp,
             teacher_noise=teacher_noise,
             alpha_start=alpha_start,
             alpha_end=alpha_end,

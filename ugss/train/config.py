@@ -125,6 +125,7 @@ class MethodConfig(_Section):
     lambda_max: float = 0.6  # m of eq. 10
     lambda_init: float = 0.0  # α of eq. 10
     lambda_exponent: float = 2.0  # e of eq. 10
+    lambda_ramp: float = 1.0  # δ_T of eq. 10 as a share of the planned steps (see ramp_steps)
     teacher_noise: float = 0.03  # σ of the Gaussian noise on the teacher's input ([0, 1] scale)
     alpha_start: float = 0.9  # wEMA decay α′ at the first step (cosine schedule)
     alpha_end: float = 0.99  # … and at the last
@@ -146,6 +147,7 @@ class MethodConfig(_Section):
         _check(0.0 < self.delta <= 1.0, f"delta must be in (0, 1], got {self.delta}")
         _check(self.lambda_max >= 0 and self.lambda_init >= 0, "λ_u bounds must be >= 0")
         _check(self.lambda_exponent > 0, "λ_u exponent must be > 0")
+        _check(0.0 < self.lambda_ramp <= 1.0, f"λ_u ramp must be in (0, 1], got {self.lambda_ramp}")
         _check(self.teacher_noise >= 0, "teacher noise must be >= 0")
         for name in ("alpha_start", "alpha_end", "ema_decay", "wema_student_weight"):
             v = getattr(self, name)
@@ -173,6 +175,14 @@ class MethodConfig(_Section):
     @property
     def uses_teacher(self) -> bool:
         return self.method != "supervised"
+
+    def ramp_steps(self, total_steps: int) -> int:
+        """Steps until λ_u reaches its maximum m: ``lambda_ramp`` of the planned steps.
+
+        Early stopping counts no epoch before this (``loop.early_stopping_counts``), so a run
+        never stops before it has trained with the full weight on the unlabeled data.
+        """
+        return max(1, round(self.lambda_ramp * total_steps))
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
 """``train(config) -> TrainResult``: the loop of Algorithm 1 around the step losses.
 
-Per step: draw a batch, set the LR (linear warm-up then cosine, section 3.4) and λ_u (eq. 10),
-compute the method's loss, update the student with AdamW, update the teacher (eq. 11). Per
-epoch (a fixed number of steps): validation Dice of the teacher (the student for
-``supervised``), one JSONL line of metrics, ``last.pt``; ``best.pt`` when validation Dice
-improved; early stopping after ``patience`` epochs without improvement. ``resume`` restarts from
-``last.pt`` with every state restored, including the random generators, so an interrupted run
-continues as if it had not stopped.
+Per step: draw a batch, set the LR (linear warm-up then cosine, section 3.4) and λ_u (eq. 10,
+ramped over ``lambda_ramp`` of the planned steps), compute the method's loss, update the student
+with AdamW, update the teacher (eq. 11). Per epoch (a fixed number of steps): validation Dice of
+the student and, for the mean-teacher methods, of the teacher (the paper's output is both);
+the better one is the epoch's score and its name is the checkpoint's ``eval_model`` (what
+``load_checkpoint(which="auto")`` loads; the student on a tie); one JSONL line of metrics,
+``last.pt``; ``best.pt`` when the score improved; early stopping after ``patience`` counted
+epochs without improvement, where only epochs that ended with λ_u at its maximum count
+(``early_stopping_counts``). ``resume`` restarts from ``last.pt`` with every state restored,
+including the random generators, so an interrupted run continues as if it had not stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import math
 import shutil
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +45,13 @@ from ugss.train.synthetic import (
     is_complete_cohort,
     synthetic_cohort_dir,
 )
-from ugss.train.teacher import make_teacher, update_teacher
-from ugss.train.validate import validate
+from ugss.train.teacher import effective_decay, make_teacher, update_teacher
+from ugss.train.validate import ValidationResult, validate
 
 log = logging.getLogger(__name__)
 
 LAST, BEST, METRICS, SUMMARY = "last.pt", "best.pt", "metrics.jsonl", "summary.json"
+SCHEDULE_KEYS = ("lambda_u", "alpha", "teacher_decay", "lr")  # logged at the epoch's last step
 
 
 class TrainHooks:
@@ -76,6 +81,8 @@ class TrainResult:
     seconds: float
     test_dice: float | None
     test_dice_pooled: float | None = None
+    eval_model: str = "student"  # the weights best.pt validated best (``load_checkpoint`` auto)
+    lambda_u_reached: float = 0.0  # λ_u of the last step trained
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +181,23 @@ def _decay(config: TrainConfig, step: int) -> float:
     return 0.0
 
 
+def early_stopping_counts(steps_done: int, ramp_steps: int, uses_lambda: bool) -> bool:
+    """Whether an epoch that ends after ``steps_done`` steps counts towards the patience.
+
+    For the methods with a consistency term only epochs trained to the end with λ_u = m do
+    (``MethodConfig.ramp_steps``): a run is never judged before it used the unlabeled data fully.
+    """
+    return not uses_lambda or steps_done >= ramp_steps
+
+
+def pick_eval_model(val_dice: Mapping[str, float]) -> str:
+    """The weights with the higher validation Dice; the student on a tie (the paper's output)."""
+    teacher = val_dice.get("teacher")
+    if teacher is not None and teacher > val_dice.get("student", -math.inf):
+        return "teacher"
+    return "student"
+
+
 def train(config: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     """Train one model as ``config`` says; see the module docstring for what is written."""
     hooks = hooks or TrainHooks()
@@ -186,19 +210,62 @@ def train(config: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
         shutdown(dinfo)
 
 
-def _train(
-    config: TrainConfig,
-    hooks: TrainHooks,
-    device: torch.device,
-    dinfo: DistInfo,
-    t_start: float,
-) -> TrainResult:
-    if dinfo.enabled and device.type == "cuda":
-        device = torch.device("cuda", dinfo.local_rank)
-    if config.run.threads:
-        torch.set_num_threads(config.run.threads)
+@dataclass
+class _Run:
+    """Everything one training run holds while it runs (mutable; internal to this module)."""
+
+    config: TrainConfig
+    device: torch.device
+    dinfo: DistInfo
+    data: TrainingData
+    student: ResUNet
+    teacher: ResUNet | None
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosine
+    scaler: torch.amp.GradScaler
+    rng: np.random.Generator
+    sampler: BatchSampler
+    settings: StepSettings
+    state: _State
+    out: Path
+    summary: dict[str, Any]
+    val_dice: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def amp(self) -> bool:
+        return self.config.run.amp and self.device.type == "cuda"
+
+    @property
+    def offset(self) -> float:
+        return prior_correction(self.data.w_pos) if self.config.method.calibrate else 0.0
+
+    @property
+    def raw_threshold(self) -> float:
+        return 1.0 / (1.0 + math.exp(self.offset))  # sigmoid(logit + offset) >= ½
+
+    @property
+    def ramp_steps(self) -> int:
+        return self.config.method.ramp_steps(self.config.optim.total_steps)
+
+    def lambda_u(self, step: int) -> float:
+        """Eq. 10 with δ_c = ``step + 1`` (steps done after this one) and δ_T = the ramp."""
+        m = self.config.method
+        return consistency_weight(
+            step + 1,
+            self.ramp_steps,
+            initial=m.lambda_init,
+            maximum=m.lambda_max,
+            exponent=m.lambda_exponent,
+        )
+
+
+def _open(
+    config: TrainConfig, hooks: TrainHooks, device: torch.device, dinfo: DistInfo
+) -> tuple[TrainConfig, dict[str, Any] | None, TrainingData]:
+    """Read ``last.pt`` when resuming (its configuration wins) and prepare the data."""
     out = Path(config.run.out)
-    last_path, best_path, log_path = out / LAST, out / BEST, out / METRICS
+    last_path = out / LAST
     doc = None
     if config.run.resume and last_path.is_file():
         doc = read_checkpoint(last_path)
@@ -207,46 +274,32 @@ def _train(
     elif last_path.exists() and not config.run.resume:
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it or a new --out")
     out.mkdir(parents=True, exist_ok=True)
-
     data = _prepare(config, dinfo, hooks)
     if doc is not None and doc["data"]["split"] != data.split.to_dict():
         raise ConfigError("the data split differs from the checkpoint's: the data changed")
-    mcfg, ocfg, rcfg = config.method, config.optim, config.run
+    return config, doc, data
 
+
+def _build(config: TrainConfig, device: torch.device, dinfo: DistInfo, data: TrainingData) -> _Run:
+    """Networks, optimizer, schedules, sampler and step settings for a fresh run."""
+    mcfg, ocfg, rcfg = config.method, config.optim, config.run
     torch.manual_seed(rcfg.seed)  # the same initial weights on every rank
     student = build_model(config.model).to(device)
     teacher = make_teacher(student) if mcfg.uses_teacher else None
     fmt = torch.channels_last if rcfg.channels_last else torch.contiguous_format
-    student.to(memory_format=fmt)
-    if teacher is not None:
-        teacher.to(memory_format=fmt)
+    for net in (student, teacher):
+        if net is not None:
+            net.to(memory_format=fmt)
     optimizer = torch.optim.AdamW(student.parameters(), lr=ocfg.lr, weight_decay=ocfg.weight_decay)
-    total = ocfg.total_steps
     warmup = round(ocfg.warmup_epochs * ocfg.steps_per_epoch)
-    schedule = WarmupCosine(total, warmup, ocfg.lr, ocfg.min_lr)
-    amp = rcfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    schedule = WarmupCosine(ocfg.total_steps, warmup, ocfg.lr, ocfg.min_lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=rcfg.amp and device.type == "cuda")
     rng = np.random.default_rng([rcfg.seed, dinfo.rank])
     torch.manual_seed(rcfg.seed * 7919 + dinfo.rank + 1)  # dropout and teacher-noise streams
-    state = _State()
-    if doc is not None:
-        student.load_state_dict(doc["student"])
-        if teacher is not None:
-            teacher.load_state_dict(doc["teacher"])
-        optimizer.load_state_dict(doc["optimizer"])
-        schedule.load_state_dict(doc["scheduler"])
-        scaler.load_state_dict(doc["scaler"])
-        state = _State(**doc["state"])
-        _restore_rng(rng, doc["rng"][dinfo.rank] if dinfo.enabled else doc["rng"][0])
-        _truncate_log(log_path, state.epoch)
-    elif log_path.exists():
-        log_path.unlink()
-
-    net: torch.nn.Module = student
+    wrapped: torch.nn.Module = student
     if dinfo.enabled:
-        net = DistributedDataParallel(
-            student, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(student, device_ids=ids)
     sampler = BatchSampler(
         data,
         config.data,
@@ -264,139 +317,208 @@ def _train(
         teacher_noise=mcfg.teacher_noise,
         w_pos=data.w_pos,
     )
-    eval_name = "teacher" if teacher is not None else "student"
-    offset = prior_correction(data.w_pos) if mcfg.calibrate else 0.0
-    raw_threshold = 1.0 / (1.0 + math.exp(offset))  # sigmoid(logit + offset) >= ½
     summary = data.summary()
     summary["batch"] = {"labeled": sampler.n_labeled, "unlabeled": sampler.n_unlabeled}
-    hooks.on_start(
-        {
-            "total_steps": total,
-            "steps_per_epoch": ocfg.steps_per_epoch,
-            "start_epoch": state.epoch,
-            "epochs": ocfg.epochs,
-            "device": str(device),
-            "world_size": dinfo.world_size,
-            "data": summary,
-        }
-    )
-    val_scans = data.role("val")
-    t_run = time.perf_counter()
-    elapsed0 = state.elapsed
+    return _Run(
+        config, device, dinfo, data, student, teacher, wrapped, optimizer, schedule, scaler,
+        rng, sampler, settings, _State(), Path(rcfg.out), summary,
+    )  # fmt: skip
 
-    def payload() -> dict[str, Any]:
-        rngs = [_rng_state(rng)]
-        if dinfo.enabled:
-            rngs = [None] * dinfo.world_size
-            torch.distributed.all_gather_object(rngs, _rng_state(rng))
-        return {
-            "config": config.to_dict(),
-            "model": config.model.to_dict(),
-            "input_size": config.data.input_size,
-            "windows": windows_to_str(data.windows),
-            "method": mcfg.method,
-            "eval_model": eval_name,
-            "logit_offset": offset,
-            "threshold": 0.5,
-            "student": student.state_dict(),
-            "teacher": None if teacher is None else teacher.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": schedule.state_dict(),
-            "scaler": scaler.state_dict(),
-            "state": asdict(state),
-            "rng": rngs,
-            "data": summary,
-            "step": state.step,
-            "epoch": state.epoch,
-        }
 
-    while state.epoch < ocfg.epochs and not state.stopped:
-        epoch = state.epoch
-        student.train()
-        sums: dict[str, float] = defaultdict(float)
-        t_epoch = time.perf_counter()
-        lr = lam = decay = 0.0
-        for _ in range(ocfg.steps_per_epoch):
-            batch = sampler.next().to(device, rcfg.channels_last)
-            lr = schedule.apply(optimizer, state.step)
-            lam = consistency_weight(
-                state.step,
-                total,
-                initial=mcfg.lambda_init,
-                maximum=mcfg.lambda_max,
-                exponent=mcfg.lambda_exponent,
-            )
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                parts = compute_loss(net, teacher, batch, settings, lambda_u=lam, rng=rng)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(parts.total).backward()
-            if ocfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(student.parameters(), ocfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            decay = _decay(config, state.step)
-            if teacher is not None:
-                update_teacher(
-                    mcfg.resolved_teacher_update,
-                    teacher,
-                    student,
-                    decay=decay,
-                    student_weight=mcfg.wema_student_weight,
-                )
-            state.step += 1
-            schedule.step_count = state.step
-            loss = float(parts.total.detach())
-            sums["loss"] += loss
-            for k, v in parts.parts.items():
-                sums[k] += v
-            hooks.on_step(state.step, epoch, {"loss": loss, **parts.parts})
-        state.epoch = epoch + 1
-        state.elapsed = elapsed0 + time.perf_counter() - t_run
-        stop = False
-        if dinfo.is_main:
-            eval_net = teacher if teacher is not None else student
-            val = validate(
-                eval_net,
-                val_scans,
-                device=device,
-                batch_size=rcfg.val_batch_size,
-                channels_last=rcfg.channels_last,
-                threshold=raw_threshold,
-            )
-            improved = val.dice > state.best
-            if improved:
-                state.best, state.best_epoch, state.since_best = val.dice, state.epoch, 0
+def _restore(run: _Run, doc: dict[str, Any]) -> None:
+    """Every state of ``last.pt``, so the run continues as if it had not stopped."""
+    run.student.load_state_dict(doc["student"])
+    if run.teacher is not None:
+        run.teacher.load_state_dict(doc["teacher"])
+    run.optimizer.load_state_dict(doc["optimizer"])
+    run.schedule.load_state_dict(doc["scheduler"])
+    run.scaler.load_state_dict(doc["scaler"])
+    run.state = _State(**doc["state"])
+    run.val_dice = dict(doc.get("val_dice") or {})
+    _restore_rng(run.rng, doc["rng"][run.dinfo.rank] if run.dinfo.enabled else doc["rng"][0])
+    _truncate_log(run.out / METRICS, run.state.epoch)
+
+
+def _payload(run: _Run) -> dict[str, Any]:
+    rngs = [_rng_state(run.rng)]
+    if run.dinfo.enabled:
+        rngs = [None] * run.dinfo.world_size
+        torch.distributed.all_gather_object(rngs, _rng_state(run.rng))
+    config, state = run.config, run.state
+    return {
+        "config": config.to_dict(),
+        "model": config.model.to_dict(),
+        "input_size": config.data.input_size,
+        "windows": windows_to_str(run.data.windows),
+        "method": config.method.method,
+        "eval_model": pick_eval_model(run.val_dice),
+        "val_dice": dict(run.val_dice),
+        "logit_offset": run.offset,
+        "threshold": 0.5,
+        "student": run.student.state_dict(),
+        "teacher": None if run.teacher is None else run.teacher.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.schedule.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "state": asdict(state),
+        "rng": rngs,
+        "data": run.summary,
+        "step": state.step,
+        "epoch": state.epoch,
+    }
+
+
+def _step(run: _Run) -> tuple[float, dict[str, float]]:
+    """One optimisation step of the student and one teacher update; returns the loss parts."""
+    mcfg, state = run.config.method, run.state
+    batch = run.sampler.next().to(run.device, run.config.run.channels_last)
+    lr = run.schedule.apply(run.optimizer, state.step)
+    lam = run.lambda_u(state.step)
+    with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
+        parts = compute_loss(run.net, run.teacher, batch, run.settings, lambda_u=lam, rng=run.rng)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(parts.total).backward()
+    if run.config.optim.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.student.parameters(), run.config.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    decay = _decay(run.config, state.step)
+    kind = mcfg.resolved_teacher_update
+    if run.teacher is not None:
+        w_s = mcfg.wema_student_weight
+        update_teacher(kind, run.teacher, run.student, decay=decay, student_weight=w_s)
+    state.step += 1
+    run.schedule.step_count = state.step
+    loss = float(parts.total.detach())
+    schedule = {"lambda_u": lam, "alpha": decay, "lr": lr}
+    if run.teacher is not None:
+        schedule["teacher_decay"] = effective_decay(kind, decay, mcfg.wema_student_weight)
+    return loss, {**parts.parts, **schedule}
+
+
+def _train_epoch(run: _Run, hooks: TrainHooks) -> dict[str, float]:
+    """``steps_per_epoch`` steps: epoch means of the loss parts, last values of the schedules."""
+    run.student.train()
+    sums: dict[str, float] = defaultdict(float)
+    last: dict[str, float] = {}
+    n = run.config.optim.steps_per_epoch
+    for _ in range(n):
+        loss, parts = _step(run)
+        sums["loss"] += loss
+        for k, v in parts.items():
+            if k in SCHEDULE_KEYS:
+                last[k] = v
             else:
-                state.since_best += 1
-            state.stopped = state.since_best >= ocfg.patience
-            record = {
-                "epoch": state.epoch,
-                "step": state.step,
-                **{k: v / ocfg.steps_per_epoch for k, v in sums.items()},
-                "lambda_u": lam,
-                "alpha": decay,
-                "lr": lr,
-                **val.to_dict(),
-                "best": improved,
-                "epoch_s": time.perf_counter() - t_epoch,
-                "time_s": state.elapsed,
-            }
+                sums[k] += v
+        hooks.on_step(run.state.step, run.state.epoch, {"loss": loss, **parts})
+    return {**{k: v / n for k, v in sums.items()}, **last}
+
+
+def _validate_all(run: _Run) -> dict[str, ValidationResult]:
+    """Validation of the student and (mean-teacher methods) of the teacher."""
+    rcfg = run.config.run
+    nets = {"student": run.student}
+    if run.teacher is not None:
+        nets["teacher"] = run.teacher
+    return {
+        name: validate(
+            net,
+            run.data.role("val"),
+            device=run.device,
+            batch_size=rcfg.val_batch_size,
+            channels_last=rcfg.channels_last,
+            threshold=run.raw_threshold,
+        )
+        for name, net in nets.items()
+    }
+
+
+def _end_epoch(run: _Run, means: dict[str, float], t_epoch: float) -> dict[str, Any]:
+    """Validate, update the best epoch and early stopping (rank 0); the metrics-log record."""
+    state, mcfg = run.state, run.config.method
+    vals = _validate_all(run)
+    run.val_dice = {name: v.dice for name, v in vals.items()}
+    which = pick_eval_model(run.val_dice)
+    val = vals[which]
+    ramp_done = state.step >= run.ramp_steps
+    improved = val.dice > state.best
+    if improved:
+        state.best, state.best_epoch, state.since_best = val.dice, state.epoch, 0
+    elif early_stopping_counts(state.step, run.ramp_steps, mcfg.uses_teacher):
+        state.since_best += 1
+    state.stopped = state.since_best >= run.config.optim.patience
+    return {
+        "epoch": state.epoch,
+        "step": state.step,
+        **means,
+        "ramp_done": ramp_done,
+        **val.to_dict(),
+        **{f"val_dice_{name}": d for name, d in run.val_dice.items()},
+        "eval_model": which,
+        "best": improved,
+        "epoch_s": time.perf_counter() - t_epoch,
+        "time_s": state.elapsed,
+    }
+
+
+def _start_info(run: _Run) -> dict[str, Any]:
+    ocfg = run.config.optim
+    return {
+        "total_steps": ocfg.total_steps,
+        "steps_per_epoch": ocfg.steps_per_epoch,
+        "start_epoch": run.state.epoch,
+        "epochs": ocfg.epochs,
+        "device": str(run.device),
+        "world_size": run.dinfo.world_size,
+        "data": run.summary,
+    }
+
+
+def _train(
+    config: TrainConfig,
+    hooks: TrainHooks,
+    device: torch.device,
+    dinfo: DistInfo,
+    t_start: float,
+) -> TrainResult:
+    if dinfo.enabled and device.type == "cuda":
+        device = torch.device("cuda", dinfo.local_rank)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    config, doc, data = _open(config, hooks, device, dinfo)
+    run = _build(config, device, dinfo, data)
+    log_path = run.out / METRICS
+    if doc is not None:
+        _restore(run, doc)
+    elif log_path.exists():
+        log_path.unlink()
+    hooks.on_start(_start_info(run))
+    state, t_run, elapsed0 = run.state, time.perf_counter(), run.state.elapsed
+    last_lambda = 0.0
+    while state.epoch < config.optim.epochs and not state.stopped:
+        t_epoch = time.perf_counter()
+        means = _train_epoch(run, hooks)
+        last_lambda = means.get("lambda_u", 0.0)
+        state.epoch += 1
+        state.elapsed = elapsed0 + time.perf_counter() - t_run
+        record: dict[str, Any] = {}
+        if dinfo.is_main:
+            record = _end_epoch(run, means, t_epoch)
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            stop = state.stopped
-        stop = broadcast_flag(dinfo, stop, device)
-        state.stopped = stop
-        doc_now = payload()
+        state.stopped = broadcast_flag(dinfo, state.stopped, device)
+        doc_now = _payload(run)
         if dinfo.is_main:
-            save_checkpoint(last_path, doc_now)
+            save_checkpoint(run.out / LAST, doc_now)
             if state.best_epoch == state.epoch:
-                shutil.copyfile(last_path, best_path)
+                shutil.copyfile(run.out / LAST, run.out / BEST)
             hooks.on_epoch(record)
     seconds = time.perf_counter() - t_start
-    result = _finish(config, data, state, out, device, teacher is not None, seconds, dinfo.is_main)
+    result = _finish(config, data, state, run.out, device, seconds, dinfo.is_main)
+    result = replace(result, lambda_u_reached=last_lambda)
     if dinfo.is_main:
-        (out / SUMMARY).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        (run.out / SUMMARY).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
 
@@ -406,17 +528,19 @@ def _finish(
     state: _State,
     out: Path,
     device: torch.device,
-    has_teacher: bool,
     seconds: float,
     is_main: bool = True,
 ) -> TrainResult:
-    """Score the best checkpoint on the test split (model-grid Dice, as for validation)."""
+    """Score the best checkpoint's ``eval_model`` on the test split (model-grid Dice)."""
     test_dice = test_pooled = None
     best_path = out / BEST
-    if is_main and data.split.test and best_path.is_file():
+    eval_model = "student"
+    if is_main and best_path.is_file():
         doc = read_checkpoint(best_path, map_location=device)
+        eval_model = str(doc.get("eval_model", "student"))
+    if is_main and data.split.test and best_path.is_file():
         model = ResUNet(config.model).to(device)
-        model.load_state_dict(doc["teacher"] if has_teacher else doc["student"])
+        model.load_state_dict(doc[eval_model])
         test = validate(
             model,
             data.role("test"),
@@ -438,5 +562,6 @@ def _finish(
         seconds=seconds,
         test_dice=test_dice,
         test_dice_pooled=test_pooled,
+        eval_model=eval_model,
         data=summary,
     )

@@ -114,7 +114,10 @@ def load_checkpoint(
     device: torch.device | str = "cpu",
     calibrated: bool = True,
 ) -> LoadedCheckpoint:
-    """Rebuild a checkpoint's network; ``which``: auto (the validated one), teacher, student.
+    """Rebuild a checkpoint's network; ``which``: auto, teacher or student.
+
+    ``auto`` takes the checkpoint's ``eval_model``: the weights with the higher validation Dice
+    when it was saved (checkpoints from before both were validated name the one that was).
 
     With ``calibrated`` (the default) the checkpoint's ``logit_offset`` is added to the head
     bias, so the network outputs the prior-corrected probability and ``threshold`` applies.

@@ -90,6 +90,20 @@ def wema_update(
         tb.copy_(sb)
 
 
+def effective_decay(kind: str, decay: float, student_weight: float) -> float:
+    """The plain-EMA decay the update of ``kind`` amounts to: θ′ ← d·θ′ + (1−d)·θ.
+
+    ``wema``: d = α′ + (1−α′)·w_t (eq. 11 with w_s + w_t = 1); ``ema``: d = α′; ``none``: 0.
+    """
+    if kind == "wema":
+        return decay + (1.0 - decay) * (1.0 - student_weight)
+    if kind == "ema":
+        return decay
+    if kind == "none":
+        return 0.0
+    raise ConfigError(f"teacher update must be one of {TEACHER_UPDATES}, got {kind!r}")
+
+
 def update_teacher(
     kind: str,
     teacher: nn.Module,
