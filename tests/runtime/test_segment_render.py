@@ -90,26 +90,10 @@ def test_mesh_lands_on_the_scan_in_lps_and_encloses_the_mask(segmented, tmp_path
 
 
 def test_no_hemorrhage_no_mesh(tmp_path):
-    from ugss.runtime.segment import Segmentation, ct_intensity_stats
+    from ugss.runtime.segment import Segmentation
 
     volume, _ = om.phantom_volume(shape=(6, 64, 64), bleed=False)
-    empty = Segmentation(
-        mask=np.zeros(volume.shape, bool),
-        prob_q=np.zeros(volume.shape, np.uint8),
-        entropy_q=None,
-        volume_ml=0.0,
-        interval_ml=None,
-        interval_method=None,
-        sample_volumes_ml=None,
-        components=(),
-        removed_components=0,
-        removed_ml=0.0,
-        threshold=0.5,
-        min_component_ml=0.05,
-        midline_x=32.0,
-        batch_size=4,
-        intensity=ct_intensity_stats(volume.hu),
-    )
+    empty = Segmentation.empty(volume, threshold=0.5, min_component_ml=0.05, batch_size=4)
     written = render_all(volume, empty, tmp_path, "clean")
     assert set(written) == {"montage", "view3d"}
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in written.values())

@@ -85,6 +85,33 @@ class Segmentation:
     intracranial: IntracranialSpace | None = None  # where hemorrhage was looked for
     outside_ml: float = 0.0  # model findings dropped outside the intracranial space
 
+    @classmethod
+    def empty(
+        cls,
+        volume: Volume,
+        *,
+        threshold: float,
+        min_component_ml: float,
+        batch_size: int,
+        mc: bool = False,
+        intensity: dict[str, float] | None = None,
+        intracranial: IntracranialSpace | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> Segmentation:
+        """Nothing found, nothing claimed: empty mask, zero maps, no interval (a scan that is
+        not a head CT, where the model is not run)."""
+        return cls(
+            mask=np.zeros(volume.shape, dtype=bool),
+            prob_q=np.zeros(volume.shape, dtype=np.uint8),
+            entropy_q=np.zeros(volume.shape, dtype=np.uint8) if mc else None,
+            volume_ml=0.0, interval_ml=None, interval_method=None, sample_volumes_ml=None,
+            components=(), removed_components=0, removed_ml=0.0, threshold=float(threshold),
+            min_component_ml=float(min_component_ml), midline_x=head_midline_x(volume.hu),
+            batch_size=int(batch_size),
+            intensity=ct_intensity_stats(volume.hu) if intensity is None else intensity,
+            timings=dict(timings or {}), intracranial=intracranial,
+        )  # fmt: skip
+
     @property
     def intracranial_ml(self) -> float | None:
         return None if self.intracranial is None else self.intracranial.volume_ml
@@ -192,7 +219,10 @@ def segment_volume(
     t_space = time.perf_counter() - t0
     if not space.is_head:
         log.info("%s: not a head CT, not assessed", volume.source.path)
-        return _not_assessed(volume, space, intensity, thr, mc, bs, min_component_ml, t_space)
+        return Segmentation.empty(
+            volume, threshold=thr, min_component_ml=min_component_ml, batch_size=bs, mc=mc,
+            intensity=intensity, intracranial=space, timings={"intracranial": t_space},
+        )  # fmt: skip
     transform = PlaneTransform(h, w, info.input_size)
     grid = _model_grid(transform)
     engine.reseed(seed)
@@ -279,39 +309,6 @@ def segment_volume(
         timings=t,
         intracranial=space,
         outside_ml=outside_ml,
-    )
-
-
-def _not_assessed(
-    volume: Volume,
-    space: IntracranialSpace,
-    intensity: dict[str, float],
-    thr: float,
-    mc: bool,
-    bs: int,
-    min_component_ml: float,
-    t_space: float,
-) -> Segmentation:
-    """The result for a scan that is not a head CT: the model is not run, nothing is claimed
-    (empty mask, zero maps, no interval)."""
-    return Segmentation(
-        mask=np.zeros(volume.shape, dtype=bool),
-        prob_q=np.zeros(volume.shape, dtype=np.uint8),
-        entropy_q=np.zeros(volume.shape, dtype=np.uint8) if mc else None,
-        volume_ml=0.0,
-        interval_ml=None,
-        interval_method=None,
-        sample_volumes_ml=None,
-        components=(),
-        removed_components=0,
-        removed_ml=0.0,
-        threshold=thr,
-        min_component_ml=float(min_component_ml),
-        midline_x=head_midline_x(volume.hu),
-        batch_size=bs,
-        intensity=intensity,
-        timings={"intracranial": t_space},
-        intracranial=space,
     )
 
 
