@@ -177,15 +177,22 @@ def test_engine_provider_and_triton_url_reach_the_engine(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_open_engine(model, *, provider, triton_url):
-        seen.update(model=model, provider=provider, triton_url=triton_url)
+    def fake_open_engine(model, *, provider, triton_url, threads):
+        seen.update(model=model, provider=provider, triton_url=triton_url, threads=threads)
         raise InputError("stop here")
 
     monkeypatch.setattr(node_mod, "open_engine", fake_open_engine)
-    cfg = load_config(None, provider="auto", triton_url="127.0.0.1:8001", model="ugss")
+    cfg = load_config(None, provider="auto", triton_url="127.0.0.1:8001", model="ugss", threads=2)
     with pytest.raises(InputError, match="stop here"):
         node_mod.load_engine(cfg)
-    assert seen == {"model": cfg.model, "provider": "auto", "triton_url": "127.0.0.1:8001"}
+    assert seen == {
+        "model": cfg.model, "provider": "auto", "triton_url": "127.0.0.1:8001", "threads": 2
+    }  # fmt: skip
+    with pytest.raises(InputError):  # threads 0 = all cores: onnxruntime's own choice
+        node_mod.load_engine(load_config(None))
+    assert seen["threads"] is None
+    with pytest.raises(ConfigError, match="threads must be >= 0"):
+        load_config(None, threads=-1)
     with pytest.raises(ConfigError, match="provider must be one of"):
         load_config(None, provider="gpu")
 

@@ -85,6 +85,7 @@ HELP = {
     "tls_cert": "Server certificate (PEM); turns TLS on, with its key.",
     "tls_key": "Private key (PEM) of the TLS server certificate.",
     "tls_ca": "CA bundle (PEM): require client certificates signed by it.",
+    "threads": "CPU threads of the model (0 = all cores; default 0).",
     "metrics_port": "Serve Prometheus metrics at http://<metrics-bind>:PORT/metrics "
     "(default: off).",
     "metrics_bind": "Address of the metrics endpoint (default 127.0.0.1).",
@@ -145,6 +146,7 @@ def serve(
     tls_key: Annotated[OptPath, _opt("tls_key")] = None,
     tls_ca: Annotated[OptPath, _opt("tls_ca")] = None,
     select: Annotated[OptStr, _opt("select")] = None,
+    threads: Annotated[OptInt, _opt("threads")] = None,
     metrics_port: Annotated[OptInt, _opt("metrics_port")] = None,
     metrics_bind: Annotated[OptStr, _opt("metrics_bind")] = None,
     print_config: Annotated[
@@ -171,8 +173,8 @@ def serve(
         max_associations_per_peer=max_associations_per_peer,
         max_series_per_hour=max_series_per_hour, max_slices_per_series=max_slices_per_series,
         max_series_voxels=max_series_voxels, decode_memory_mb=decode_memory_mb,
-        decode_timeout_s=decode_timeout_s, select=select, metrics_port=metrics_port,
-        metrics_bind=metrics_bind,
+        decode_timeout_s=decode_timeout_s, select=select, threads=threads,
+        metrics_port=metrics_port, metrics_bind=metrics_bind,
     )  # fmt: skip
     if print_config:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))

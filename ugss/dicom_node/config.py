@@ -136,6 +136,7 @@ class NodeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    threads: int = 0  # the model's CPU threads; 0 = all cores
     metrics_port: int | None = None  # Prometheus scrape endpoint; off unless set (0: any port)
     metrics_bind: str = "127.0.0.1"
     web_auth: str = "none"  # DICOMweb destinations: none | basic | bearer
@@ -186,6 +187,8 @@ class NodeConfig:
             raise ConfigError(
                 f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {self.provider!r}"
             )
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = all cores), got {self.threads}")
         if self.mc_samples is not None and self.mc_samples < 0:
             raise ConfigError(f"mc_samples must be >= 0, got {self.mc_samples}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -311,7 +314,7 @@ _PATH_KEYS = {
 _INT_KEYS = {
     "port", "max_associations", "max_associations_per_peer", "max_attempts", "spool_limit_mb",
     "mc_samples", "max_series_per_hour", "max_slices_per_series", "max_series_voxels",
-    "decode_memory_mb", "metrics_port",
+    "decode_memory_mb", "metrics_port", "threads",
 }  # fmt: skip
 
 

@@ -34,7 +34,10 @@ from ugss.runtime.model_info import KIND_MC
 
 def load_engine(config: NodeConfig) -> Engine:
     """The configured model (or the bundled one), checked against ``mc_samples``."""
-    engine = open_engine(config.model, provider=config.provider, triton_url=config.triton_url)
+    engine = open_engine(
+        config.model, provider=config.provider, triton_url=config.triton_url,
+        threads=config.threads or None,
+    )  # fmt: skip
     info = engine.info
     if config.mc_samples not in (None, 0):
         if info.kind != KIND_MC:
