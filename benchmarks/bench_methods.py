@@ -1,8 +1,9 @@
 """Method comparison in the shape of the paper's Table 3, on a synthetic cohort.
 
-Trains supervised / CutMix / CutPaste / UGSS at two labeled fractions over several seeds with
-``ugss.train.loop.train`` and scores each best checkpoint on the test split, on the native grid,
-with the project's evaluation code (``ugss.train.eval_cli.evaluate_records`` →
+Trains UNet supervised (``unet``: the plain UNet, Table 3's first rows) / ResUNet supervised /
+CutMix / CutPaste / UGSS at two labeled fractions over several seeds with
+``ugss.train.loop.train`` and scores each best checkpoint on the test split, on the native
+grid, with the project's evaluation code (``ugss.train.eval_cli.evaluate_records`` →
 ``ugss.evaluation.EvaluationAccumulator``: Dice and Jaccard per scan, paper eq. 16–17, and
 pixel accuracy, eq. 18). Prints mean ± sd per method × fraction, the paired difference to
 supervised, and every run's numbers; ``--json`` writes all of it. The per-scan Dice mean counts
@@ -51,10 +52,11 @@ from ugss.train.data import prepare_data
 from ugss.train.eval_cli import evaluate_records
 from ugss.train.loop import train
 from ugss.train.manifest import read_physionet
+from ugss.train.model import ModelConfig
 from ugss.train.predict import load_checkpoint, predict_volume
 from ugss.train.synthetic import ensure_synthetic_cohort
 
-METHODS = ("supervised", "cutmix", "cutpaste", "ugss")
+METHODS = ("unet", "supervised", "cutmix", "cutpaste", "ugss")  # unet: supervised plain UNet
 RESULT = "result.json"
 
 
@@ -124,7 +126,8 @@ def run_config(args: argparse.Namespace, work: Path, method: str, fraction: floa
     out = work / "runs" / f"f{fraction:g}" / f"{method}-s{seed}"
     cfg = TrainConfig(
         data=data_config(args, work, fraction, seed),
-        method=MethodConfig(method=method),
+        model=ModelConfig(arch="unet" if method == "unet" else "resunet"),
+        method=MethodConfig(method="supervised" if method == "unet" else method),
         optim=OptimConfig(
             epochs=args.epochs,
             steps_per_epoch=args.steps,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_methods.py"
-METHODS = {"supervised", "cutmix", "cutpaste", "ugss"}
+METHODS = {"unet", "supervised", "cutmix", "cutpaste", "ugss"}
 
 
 def _run(tmp_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
@@ -45,6 +45,7 @@ def test_bench_methods_tiny(tmp_path: Path):
     assert runs == {(m, f, s) for m in METHODS for f in fractions for s in (0, 1)}
     assert len(doc["runs"]) == len(runs)
     for r in doc["runs"]:
+        assert r["config"]["model"]["arch"] == ("unet" if r["method"] == "unet" else "resunet")
         t = r["test"]
         assert r["steps"] == 2
         assert 0.0 <= t["pixel_accuracy"] <= 1.0

@@ -17,6 +17,20 @@ def test_paper_shape_and_size():
     assert out.shape == (2, 1, 32, 48)
 
 
+def test_plain_unet_is_the_resunet_without_shortcuts():
+    res, plain = ResUNet(ModelConfig()), ResUNet(ModelConfig(arch="unet"))
+    shortcut = sum(p.numel() for n, p in res.named_parameters() if "shortcut" in n)
+    assert shortcut > 0 and not any("shortcut" in n for n, _ in plain.named_parameters())
+    assert count_parameters(plain) == count_parameters(res) - shortcut
+    x = torch.rand(2, 3, 32, 32)
+    assert plain(x).shape == (2, 1, 32, 32)
+    assert plain.mc_logits(x, 4).shape == (4, 2, 1, 32, 32)
+    assert ModelConfig.from_dict(ModelConfig(arch="unet").to_dict()).arch == "unet"
+    assert ModelConfig.from_dict({"dropout_at": "head"}).arch == "resunet"  # older checkpoints
+    with pytest.raises(ConfigError, match="arch must be one of"):
+        ModelConfig(arch="vnet")
+
+
 @pytest.mark.parametrize("kind", ["channel", "element"])
 def test_mc_dropout_is_stochastic_only_when_asked(kind):
     torch.manual_seed(0)

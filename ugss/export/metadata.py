@@ -49,6 +49,7 @@ def training_summary(ckpt: LoadedCheckpoint, extra: dict[str, Any] | None = None
         "epoch": ckpt.epoch,
         "step": ckpt.step,
         "dropout_kind": ckpt.model_config.dropout_kind,
+        "arch": ckpt.model_config.arch,
     }
     cfg = ckpt.config
     if cfg is not None:

@@ -237,6 +237,9 @@ def main_command(
     wema_student_weight: Annotated[
         float, typer.Option(help="w_s of the wEMA update (w_t = 1 − w_s)")
     ] = _MC.wema_student_weight,
+    arch: Annotated[
+        str, typer.Option(help="Network: resunet (paper Fig. 3) | unet (plain blocks, Table 3)")
+    ] = _M.arch,
     dropout_at: Annotated[
         str, typer.Option(help="MC dropout sites: head | dec1..dec4 | decoder | bottleneck | none")
     ] = _M.dropout_at,
@@ -293,7 +296,7 @@ def main_command(
             unlabeled_share=unlabeled_share,
         ),
         model=ModelConfig(
-            dropout_at=dropout_at, dropout_rate=dropout_rate, dropout_kind=dropout_kind
+            dropout_at=dropout_at, dropout_rate=dropout_rate, dropout_kind=dropout_kind, arch=arch
         ),
         method=MethodConfig(
             method=method,

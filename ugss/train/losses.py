@@ -83,7 +83,12 @@ def uncertainty_guided_consistency(
     uncertainty_mask: bool = True,
     use_confidence: bool = True,
 ) -> ConsistencyTerms:
-    """Eq. 5: L_uc = mean over kept pixels of p_conf · L_con, kept = {û < δ·û_max}.
+    """Eq. 5 as its text reads: L_uc = mean over kept pixels of p_conf·L_con, kept: û < δ·û_max.
+
+    The printed eq. 5 multiplies L_con by û itself, which would weight the *uncertain* pixels
+    most, against the sentence around it ("higher weights to data points with lower
+    uncertainty"); the weight here is eq. 4's p_conf. The paper names the threshold δ (Table 11)
+    but not its form; the mask û < δ·û_max is this project's reading.
 
     Averaged over the kept pixels of the whole batch (sum of weighted per-pixel losses divided by
     the number of kept pixels), so the loss scale does not depend on how many pixels the teacher

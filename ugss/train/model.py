@@ -1,5 +1,9 @@
 """The paper's 2D ResUNet (section 2.1, Fig. 3) with explicit, placeable MC dropout.
 
+``arch="unet"`` swaps every residual block for a plain conv3×3-BN-ReLU ×2 block (no shortcut):
+the UNet [23] the ResUNet is built from, the first rows of the paper's Table 3. Everything
+else (widths, pooling, decoder, dropout sites, head) is the same, so both export and run alike.
+
 Encoder residual blocks 3→16→32→64→128, each followed by 2×2 max-pooling; a 256-channel
 bottleneck block; a decoder of 2×2 transposed convolutions, skip concatenation and residual
 blocks back to 16 channels; a 1×1 head giving one logit per pixel (sigmoid outside the model).
@@ -34,6 +38,7 @@ PRESETS = {"decoder": ("dec4", "dec3"), "all-decoder": ("dec4", "dec3", "dec2", 
 ENCODER_CHANNELS = (16, 32, 64, 128)
 BOTTLENECK_CHANNELS = 256
 DOWNSAMPLE = 16  # input height and width must be multiples of this
+ARCHS = ("resunet", "unet")
 
 
 def parse_sites(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -63,9 +68,12 @@ class ModelConfig:
     dropout_at: str = "head"
     dropout_rate: float = 0.2
     dropout_kind: str = "channel"
+    arch: str = "resunet"
 
     def __post_init__(self) -> None:
         parse_sites(self.dropout_at)
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(f"dropout rate must be in [0, 1), got {self.dropout_rate}")
         if self.dropout_kind not in DROPOUT_KINDS:
@@ -83,6 +91,7 @@ class ModelConfig:
             "dropout_at": self.dropout_at,
             "dropout_rate": self.dropout_rate,
             "dropout_kind": self.dropout_kind,
+            "arch": self.arch,
         }
 
     @classmethod
@@ -111,6 +120,24 @@ class ResBlock(nn.Module):
         return F.relu(y + self.shortcut(x), inplace=True)
 
 
+class PlainBlock(nn.Module):
+    """conv3×3-BN-ReLU-conv3×3-BN-ReLU, the UNet block (``arch="unet"``)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(y)), inplace=True)
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"resunet": ResBlock, "unet": PlainBlock}
+
+
 @dataclass
 class TrunkState:
     """What ``features`` hands to ``stochastic_head``: the tensor at the split and later skips.
@@ -125,24 +152,28 @@ class TrunkState:
 
 
 class ResUNet(nn.Module):
-    """2D ResUNet, paper Fig. 3; one logit per pixel. Dropout acts only when ``mc=True``."""
+    """2D ResUNet, paper Fig. 3 (or the plain UNet, ``arch="unet"``); one logit per pixel.
+
+    Dropout acts only when ``mc=True``.
+    """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
+        block = BLOCKS[self.config.arch]
         c = ENCODER_CHANNELS
         self.enc = nn.ModuleList()
         c_prev = self.config.in_channels
         for ch in c:
-            self.enc.append(ResBlock(c_prev, ch))
+            self.enc.append(block(c_prev, ch))
             c_prev = ch
-        self.bottleneck = ResBlock(c[-1], BOTTLENECK_CHANNELS)
+        self.bottleneck = block(c[-1], BOTTLENECK_CHANNELS)
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         c_prev = BOTTLENECK_CHANNELS
         for ch in reversed(c):  # 128, 64, 32, 16  (dec4 … dec1)
             self.up.append(nn.ConvTranspose2d(c_prev, ch, 2, stride=2))
-            self.dec.append(ResBlock(2 * ch, ch))
+            self.dec.append(block(2 * ch, ch))
             c_prev = ch
         self.head = nn.Conv2d(c[0], 1, 1)
         self._sites = set(self.config.sites)

@@ -6,9 +6,11 @@ with the dropout it is sampled with). L_sup is the weighted BCE of eq. 6 on the 
 
 - ``supervised``: L = L_sup; unlabeled crops are never drawn.
 - ``ugss`` (Algorithm 1): the student runs once on labeled + unlabeled crops; the teacher
-  gives T MC-dropout samples of the same crops with small Gaussian input noise (eq. 2–3);
+  gives T MC-dropout samples of the same crops (eq. 2–3; T and the small Gaussian noise on the
+  teacher's input are this project's choices, the paper gives neither);
   L = L_sup + λ_u·L_uc with L_uc the confidence-weighted, uncertainty-masked consistency of
-  eq. 5 over all B_l + B_u crops (the paper applies it to labeled and unlabeled data).
+  eq. 5 over all B_l + B_u crops (section 2 applies it to labeled and unlabeled data;
+  the printed eq. 5 sums over D^u only).
 - ``cutmix`` (French et al.'s mean-teacher CutMix): the consistency pool is the unlabeled crops
   (the labeled ones when there are none). Pairs (i, π(i)), π a uniformly drawn derangement
   (π(i) ≠ i for every i, so every mixed crop really mixes two crops; a pool of one crop is

@@ -32,7 +32,8 @@ def teacher_mc(
 ) -> TeacherOutput:
     """T stochastic passes batched in one forward: trunk once, the part after dropout T times.
 
-    ``noise_std`` adds N(0, σ²) to the teacher's input (section 3.4's "small Gaussian noise").
+    ``noise_std`` adds N(0, σ²) to the teacher's input: this project's choice, as in common
+    mean-teacher code, not the paper's (which perturbs the teacher only by its dropout).
     The teacher runs with BatchNorm in eval mode (its statistics are the copied student's) and
     dropout on, which is what ``mc`` means.
     """
