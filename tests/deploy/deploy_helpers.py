@@ -8,7 +8,6 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-_KEY = re.compile(r"^([^\s'\"\[][^:]*):(?:\s+|$)")
 
 
 def _scalar(text: str):
