@@ -102,3 +102,23 @@ def test_checkpoint_records_both_dice_and_auto_loads_the_better(
         scores["student"],
         scores["teacher"],
     )
+
+
+@pytest.mark.parametrize("update", ["wema", "none"])
+def test_tiny_run_logs_the_diagnostics(toy_cohort, tmp_path, update):
+    from ugss.train.teacher import effective_decay
+
+    out = tmp_path / "run"
+    # raw outputs (no prior correction) of a barely trained net: both masks have foreground
+    cfg = config(toy_cohort, out, epochs=2, patience=5, teacher_update=update, calibrate=False)
+    train(cfg.replace(optim={"steps_per_epoch": 3}))
+    recs = records(out)
+    assert len(recs) == 2
+    for r in recs:
+        assert 0.0 <= r["unl_pass_delta"] <= 1.0 and 0.0 <= r["unl_conf"] <= 1.0
+        assert r["lambda_u"] > 0.0
+        assert r["teacher_decay"] == pytest.approx(effective_decay(update, r["alpha"], 0.5))
+        assert 0.0 < r["ts_dice_unlabeled"] <= 1.0
+    ts = recs[-1]["ts_dice_unlabeled"]
+    assert ts == 1.0 if update == "none" else ts < 1.0  # θ′ = θ: the same masks; wEMA lags
+    assert recs[-1]["lambda_u"] == pytest.approx(0.6)

@@ -139,3 +139,26 @@ def test_config_round_trip_and_validation():
         MethodConfig(delta=0.0)
     old = MethodConfig.from_dict({"use_uncertainty": False})  # a checkpoint before the rename
     assert not old.uncertainty_mask and old.use_confidence and old.uncertainty_guided
+
+
+def test_ugss_logs_what_the_uncertainty_lets_through_on_unlabeled_crops(nets, monkeypatch):
+    import ugss.train.step as step
+    from ugss.train.teacher import TeacherOutput
+
+    def fake_teacher(teacher, x, samples, noise):  # labeled crops unsure, unlabeled half sure
+        u = torch.full((x.shape[0], 1, *x.shape[-2:]), 0.9)
+        u[2:, :, :16] = 0.1
+        return TeacherOutput(prob=torch.full_like(u, 0.5), uncertainty=u)
+
+    monkeypatch.setattr(step, "teacher_mc", fake_teacher)
+    student, teacher = nets
+    s = StepSettings(method="ugss", mc_samples=2, delta=0.7)
+    parts = compute_loss(student, teacher, batch(2, 2), s, lambda_u=1.0, rng=None).parts
+    assert parts["unl_pass_delta"] == pytest.approx(0.5)  # unlabeled pixels only
+    assert parts["unl_conf"] == pytest.approx(0.5)  # mean of 1 − 0.1 and 1 − 0.9
+    assert parts["kept"] == pytest.approx(0.25)  # the mask over all crops
+    off = StepSettings(method="ugss", mc_samples=2, delta=0.7, uncertainty_mask=False)
+    parts = compute_loss(student, teacher, batch(2, 2), off, lambda_u=1.0, rng=None).parts
+    assert parts["unl_pass_delta"] == pytest.approx(0.5) and parts["kept"] == 1.0
+    no_u = compute_loss(student, teacher, batch(2, 0), s, lambda_u=1.0, rng=None).parts
+    assert "unl_pass_delta" not in no_u and "unl_conf" not in no_u

@@ -8,7 +8,18 @@ the better one is the epoch's score and its name is the checkpoint's ``eval_mode
 ``load_checkpoint(which="auto")`` loads; the student on a tie); one JSONL line of metrics,
 ``last.pt``; ``best.pt`` when the score improved; early stopping after ``patience`` counted
 epochs without improvement, where only epochs that ended with λ_u at its maximum count
-(``early_stopping_counts``). ``resume`` restarts from ``last.pt`` with every state restored,
+(``early_stopping_counts``).
+
+Diagnostics in each line of ``metrics.jsonl`` besides the losses: ``lambda_u`` (at the epoch's
+last step) and ``ramp_done``; ``alpha`` (the schedule's α′) and ``teacher_decay`` (the plain-EMA
+decay the teacher update amounts to, ``teacher.effective_decay``); for ``ugss`` the epoch means
+of ``unl_pass_delta`` (share of unlabeled pixels passing the δ mask) and ``unl_conf`` (their
+mean p_conf), both as the teacher's uncertainty gives them whatever the ablation switches use;
+``val_dice_student`` / ``val_dice_teacher`` and ``eval_model``; ``ts_dice_unlabeled``, the Dice
+between the teacher's and the student's deterministic masks on a fixed sample of up to 32
+unlabeled training slices (None without a teacher, unlabeled scans, or any foreground).
+
+``resume`` restarts from ``last.pt`` with every state restored,
 including the random generators, so an interrupted run continues as if it had not stopped.
 """
 
@@ -46,7 +57,7 @@ from ugss.train.synthetic import (
     synthetic_cohort_dir,
 )
 from ugss.train.teacher import effective_decay, make_teacher, update_teacher
-from ugss.train.validate import ValidationResult, validate
+from ugss.train.validate import ValidationResult, dice, predict_images, sample_slices, validate
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +242,7 @@ class _Run:
     out: Path
     summary: dict[str, Any]
     val_dice: dict[str, float] = field(default_factory=dict)
+    unlabeled_sample: np.ndarray | None = None  # fixed slices for the teacher–student Dice
 
     @property
     def amp(self) -> bool:
@@ -319,9 +331,10 @@ def _build(config: TrainConfig, device: torch.device, dinfo: DistInfo, data: Tra
     )
     summary = data.summary()
     summary["batch"] = {"labeled": sampler.n_labeled, "unlabeled": sampler.n_unlabeled}
+    sample = sample_slices(data.role("train_unlabeled")) if teacher is not None else None
     return _Run(
         config, device, dinfo, data, student, teacher, wrapped, optimizer, schedule, scaler,
-        rng, sampler, settings, _State(), Path(rcfg.out), summary,
+        rng, sampler, settings, _State(), Path(rcfg.out), summary, unlabeled_sample=sample,
     )  # fmt: skip
 
 
@@ -434,6 +447,20 @@ def _validate_all(run: _Run) -> dict[str, ValidationResult]:
     }
 
 
+def _teacher_student_dice(run: _Run) -> float | None:
+    """Dice between the teacher's and the student's masks on the fixed unlabeled sample."""
+    if run.teacher is None or run.unlabeled_sample is None:
+        return None
+    masks = [
+        predict_images(
+            net, run.unlabeled_sample, device=run.device, batch_size=run.config.run.val_batch_size
+        )
+        >= run.raw_threshold
+        for net in (run.teacher, run.student)
+    ]
+    return dice(masks[0], masks[1])
+
+
 def _end_epoch(run: _Run, means: dict[str, float], t_epoch: float) -> dict[str, Any]:
     """Validate, update the best epoch and early stopping (rank 0); the metrics-log record."""
     state, mcfg = run.state, run.config.method
@@ -456,6 +483,7 @@ def _end_epoch(run: _Run, means: dict[str, float], t_epoch: float) -> dict[str, 
         **val.to_dict(),
         **{f"val_dice_{name}": d for name, d in run.val_dice.items()},
         "eval_model": which,
+        "ts_dice_unlabeled": _teacher_student_dice(run),
         "best": improved,
         "epoch_s": time.perf_counter() - t_epoch,
         "time_s": state.elapsed,

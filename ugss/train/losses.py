@@ -36,6 +36,22 @@ def confidence(u: torch.Tensor, u_max: float = U_MAX_BITS) -> torch.Tensor:
     return 1.0 - u / u_max
 
 
+def passes_delta(u: torch.Tensor, delta: float) -> torch.Tensor:
+    """The δ mask: pixels whose teacher uncertainty û is below δ·û_max (bool)."""
+    return u < delta * U_MAX_BITS
+
+
+def uncertainty_diagnostics(u: torch.Tensor, delta: float) -> dict[str, float]:
+    """What the uncertainty lets through, for the metrics log (whether or not the switches use
+    it): ``unl_pass_delta`` the share of pixels passing the δ mask, ``unl_conf`` the mean p_conf.
+    """
+    u = u.detach()
+    return {
+        "unl_pass_delta": float(passes_delta(u, delta).float().mean().item()),
+        "unl_conf": float(confidence(u).mean().item()),
+    }
+
+
 def bernoulli_kl(student_logits: torch.Tensor, teacher_prob: torch.Tensor) -> torch.Tensor:
     """Eq. 1 per pixel: KL(S‖T) = s·log(s/t) + (1−s)·log((1−s)/(1−t)), in nats.
 
@@ -100,7 +116,7 @@ def uncertainty_guided_consistency(
     u = uncertainty.detach()
     weight = confidence(u) if use_confidence else torch.ones_like(u)
     if uncertainty_mask:
-        kept = (u < delta * U_MAX_BITS).to(per_pixel.dtype)
+        kept = passes_delta(u, delta).to(per_pixel.dtype)
     else:
         kept = torch.ones_like(per_pixel)
     n_kept = kept.sum()

@@ -35,7 +35,12 @@ import torch
 
 from ugss.errors import ConfigError
 from ugss.train.data import Batch
-from ugss.train.losses import pixel_consistency, uncertainty_guided_consistency, weighted_bce
+from ugss.train.losses import (
+    pixel_consistency,
+    uncertainty_diagnostics,
+    uncertainty_guided_consistency,
+    weighted_bce,
+)
 from ugss.train.model import ResUNet
 from ugss.train.teacher import teacher_mc
 
@@ -159,15 +164,15 @@ def ugss_loss(
         use_confidence=s.use_confidence,
     )
     total = l_sup + lambda_u * terms.loss
-    return LossParts(
-        total,
-        {
-            "sup": float(l_sup.detach()),
-            "cons": float(terms.loss.detach()),
-            "kept": terms.kept_fraction,
-            "uncertainty": terms.mean_uncertainty,
-        },
-    )
+    parts = {
+        "sup": float(l_sup.detach()),
+        "cons": float(terms.loss.detach()),
+        "kept": terms.kept_fraction,
+        "uncertainty": terms.mean_uncertainty,
+    }
+    if batch.x_u.shape[0]:
+        parts.update(uncertainty_diagnostics(t.uncertainty[n_l:], s.delta))
+    return LossParts(total, parts)
 
 
 @torch.no_grad()

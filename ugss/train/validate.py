@@ -27,6 +27,28 @@ from ugss.train.cache import CachedScan
 
 
 @torch.no_grad()
+def predict_images(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Deterministic probabilities ``(n, S, S)`` float32 for model-grid images ``(n, C, S, S)``."""
+    was_training = model.training
+    model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    n = int(images.shape[0])
+    out = np.empty((n, *images.shape[-2:]), dtype=np.float32)
+    for sl in iter_slabs(n, batch_size):
+        x = torch.from_numpy(np.array(images[sl])).to(device)
+        x = x.contiguous(memory_format=fmt)
+        out[sl] = torch.sigmoid(model(x).float())[:, 0].cpu().numpy()
+    model.train(was_training)
+    return out
+
+
 def predict_cached(
     model: torch.nn.Module,
     scan: CachedScan,
@@ -36,16 +58,21 @@ def predict_cached(
     channels_last: bool = False,
 ) -> np.ndarray:
     """Deterministic probabilities ``(n, S, S)`` float32 for a cached scan's slices."""
-    was_training = model.training
-    model.eval()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    out = np.empty((scan.n_slices, *scan.images.shape[-2:]), dtype=np.float32)
-    for sl in iter_slabs(scan.n_slices, batch_size):
-        x = torch.from_numpy(np.array(scan.images[sl])).to(device)
-        x = x.contiguous(memory_format=fmt)
-        out[sl] = torch.sigmoid(model(x).float())[:, 0].cpu().numpy()
-    model.train(was_training)
-    return out
+    return predict_images(
+        model, scan.images, device=device, batch_size=batch_size, channels_last=channels_last
+    )
+
+
+def sample_slices(scans: Sequence[CachedScan], n: int = 32) -> np.ndarray | None:
+    """Up to ``n`` slices spread evenly over ``scans`` (in order), ``(k, C, S, S)``; None if none.
+
+    A fixed sample: the teacher–student agreement of every epoch is measured on the same pixels.
+    """
+    index = [(i, z) for i, s in enumerate(scans) for z in range(s.n_slices)]
+    if not index:
+        return None
+    picks = np.unique(np.linspace(0, len(index) - 1, min(n, len(index))).round().astype(int))
+    return np.stack([np.asarray(scans[i].images[z]) for i, z in (index[k] for k in picks)])
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
