@@ -39,7 +39,7 @@ import numpy as np
 
 from ugss.errors import VolumeError
 from ugss.runtime.engines import Engine, auto_batch_size
-from ugss.runtime.interval import volume_interval
+from ugss.runtime.interval import IntervalCalibration, volume_interval
 from ugss.runtime.intracranial import IntracranialSpace, estimate_intracranial, model_pixel_rows
 from ugss.runtime.model_info import KIND_MC
 from ugss.runtime.postprocess import (
@@ -213,7 +213,6 @@ def segment_volume(
     thr = info.threshold if threshold is None else float(threshold)
     mc = use_mc and info.kind == KIND_MC
     bs = batch_size or min(auto_batch_size(info), DEFAULT_SLAB)
-    z, h, w = volume.shape
     t0 = time.perf_counter()
     space = estimate_intracranial(volume)
     t_space = time.perf_counter() - t0
@@ -223,9 +222,42 @@ def segment_volume(
             volume, threshold=thr, min_component_ml=min_component_ml, batch_size=bs, mc=mc,
             intensity=intensity, intracranial=space, timings={"intracranial": t_space},
         )  # fmt: skip
+    engine.reseed(seed)
+    maps = _model_pass(volume, engine, space, thr, mc, bs)
+    maps.timings["intracranial"] = t_space
+    seg = _finish(
+        volume, maps, space, threshold=thr, batch_size=bs, intensity=intensity,
+        min_component_ml=min_component_ml, connectivity=connectivity,
+        calibration=info.interval_calibration,
+    )  # fmt: skip
+    log.info(
+        "segmented %s: %.2f mL in %d components",
+        volume.source.path, seg.volume_ml, len(seg.components),
+    )  # fmt: skip
+    return seg
+
+
+@dataclass(eq=False)
+class _Maps:
+    """What the model pass leaves on the native grid, before post-processing."""
+
+    raw_mask: np.ndarray  # prob >= threshold, every finding
+    prob_q: np.ndarray
+    entropy_q: np.ndarray | None
+    sample_counts: np.ndarray  # per MC sample: foreground model pixels inside the space
+    mean_mask_pixels: int  # the mean-probability mask's model pixels inside the space
+    pixel_ml: float  # physical volume of one model pixel
+    timings: dict[str, float]
+
+
+def _model_pass(
+    volume: Volume, engine: Engine, space: IntracranialSpace, thr: float, mc: bool, bs: int
+) -> _Maps:
+    """Run the model slab by slab and resample its outputs onto the native grid."""
+    info = engine.info
+    z, h, w = volume.shape
     transform = PlaneTransform(h, w, info.input_size)
     grid = _model_grid(transform)
-    engine.reseed(seed)
     # calloc'd zeros: pages outside every window are never touched
     raw_mask = np.zeros(volume.shape, dtype=bool)
     prob_q = np.zeros(volume.shape, dtype=np.uint8)
@@ -234,8 +266,6 @@ def segment_volume(
     sample_counts = np.zeros(max(info.mc_samples, 1), dtype=np.float64)
     mean_mask_pixels = 0
     t = dict.fromkeys(("preprocess", "model", "resample", "postprocess"), 0.0)
-    t["intracranial"] = t_space
-
     for slab in iter_slabs(z, bs):
         t0 = time.perf_counter()
         batch = preprocess_slices(volume.hu[slab], info.input_size, info.windows)
@@ -258,42 +288,48 @@ def segment_volume(
         t["preprocess"] += t1 - t0
         t["model"] += t2 - t1
         t["resample"] += time.perf_counter() - t2
+    sz, sy, sx = volume.spacing
+    pixel_ml = (transform.side / info.input_size) ** 2 * sy * sx * sz / 1000.0
+    return _Maps(raw_mask, prob_q, entropy_q, sample_counts, mean_mask_pixels, pixel_ml, t)
+
+
+def _finish(
+    volume: Volume,
+    maps: _Maps,
+    space: IntracranialSpace,
+    *,
+    threshold: float,
+    batch_size: int,
+    intensity: dict[str, float],
+    min_component_ml: float,
+    connectivity: int,
+    calibration: IntervalCalibration | None,
+) -> Segmentation:
+    """Outside-space findings dropped, specks removed, components described, MC interval."""
     t0 = time.perf_counter()
     voxel_ml = volume.voxel_volume_ml
-    outside_ml = _drop_outside(raw_mask, space) * voxel_ml
+    outside_ml = _drop_outside(maps.raw_mask, space) * voxel_ml
     cleaned = remove_small_components(
-        raw_mask, voxel_ml, min_component_ml, connectivity, in_place=True
+        maps.raw_mask, voxel_ml, min_component_ml, connectivity, in_place=True
     )
     mask = cleaned.mask
     volume_ml = float(np.count_nonzero(mask[cleaned.box])) * voxel_ml
     midline = head_midline_x(volume.hu)
     components = describe_components(
-        mask,
-        volume,
-        prob_q,
-        entropy_q,
-        midline_x=midline,
-        connectivity=connectivity,
-        cleaned=cleaned,
-        map_unit=MAP_UNIT,
-    )
+        mask, volume, maps.prob_q, maps.entropy_q, midline_x=midline,
+        connectivity=connectivity, cleaned=cleaned, map_unit=MAP_UNIT,
+    )  # fmt: skip
     interval, samples = None, None
-    if mc:
-        sz, sy, sx = volume.spacing
-        pixel_ml = (transform.side / info.input_size) ** 2 * sy * sx * sz / 1000.0
-        raw = sample_counts * pixel_ml
-        mean_ml = mean_mask_pixels * pixel_ml
+    if maps.entropy_q is not None:
+        mean_ml = maps.mean_mask_pixels * maps.pixel_ml
         ratio = volume_ml / mean_ml if mean_ml > 0 else 1.0
-        samples = tuple(float(v) for v in raw * ratio)
-        interval = volume_interval(samples, volume_ml, info.interval_calibration)
-    t["postprocess"] = time.perf_counter() - t0
-    log.info(
-        "segmented %s: %.2f mL in %d components", volume.source.path, volume_ml, len(components)
-    )
+        samples = tuple(float(v) for v in maps.sample_counts * maps.pixel_ml * ratio)
+        interval = volume_interval(samples, volume_ml, calibration)
+    maps.timings["postprocess"] = time.perf_counter() - t0
     return Segmentation(
         mask=mask,
-        prob_q=prob_q,
-        entropy_q=entropy_q,
+        prob_q=maps.prob_q,
+        entropy_q=maps.entropy_q,
         volume_ml=volume_ml,
         interval_ml=None if interval is None else (interval.low_ml, interval.high_ml),
         interval_method=None if interval is None else interval.method,
@@ -301,12 +337,12 @@ def segment_volume(
         components=components,
         removed_components=cleaned.removed_components,
         removed_ml=cleaned.removed_ml,
-        threshold=thr,
+        threshold=threshold,
         min_component_ml=float(min_component_ml),
         midline_x=midline,
-        batch_size=bs,
+        batch_size=batch_size,
         intensity=intensity,
-        timings=t,
+        timings=maps.timings,
         intracranial=space,
         outside_ml=outside_ml,
     )
