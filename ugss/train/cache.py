@@ -1,5 +1,9 @@
 """Preprocess each scan once and keep the slices on disk as memory-mapped ``.npy``.
 
+A scan is a NIfTI file or a DICOM series folder (``ugss.runtime.io.read_volume``); before it is
+preprocessed the runtime's intensity check refuses what cannot be CT in HU (a mask, MR,
+unscaled data) with one line naming the file.
+
 Images go through ``ugss.runtime.preprocess.preprocess_slices`` — the exact function the
 runtime uses — and masks through the same ``PlaneTransform.forward`` (fill 0, threshold ½), so
 model pixels and label pixels line up and training sees deployment's pixels. An entry is keyed
@@ -22,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ugss.errors import InputError
+from ugss.runtime.io import read_volume
 from ugss.runtime.nifti import read_nifti
 from ugss.runtime.preprocess import (
     PlaneTransform,
@@ -70,10 +75,15 @@ class CachedScan:
 
 
 def _file_identity(path: str | None) -> dict[str, Any] | None:
+    """Path, size and modification time; for a DICOM series folder, those of its files."""
     if path is None:
         return None
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file())
+        return {"path": str(p.resolve()), "files": [_file_identity(str(f)) for f in files]}
     st = os.stat(path)
-    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def cache_key(record: ScanRecord, size: int, windows: tuple[Window, ...]) -> str:
@@ -109,7 +119,10 @@ def preprocess_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def _build(record: ScanRecord, size: int, windows: tuple[Window, ...], dest: Path) -> None:
-    volume = read_nifti(record.scan_path)
+    from ugss.runtime.segment import check_ct_intensities  # imports onnxruntime: only here
+
+    volume = read_volume(record.scan_path)
+    check_ct_intensities(volume)
     mask = read_mask_for(volume, record.mask_path) if record.mask_path else None
     n = volume.shape[0]
     images = np.lib.format.open_memmap(

@@ -59,8 +59,10 @@ class RichHooks(TrainHooks):
             self.progress.start()
             self.started = True
 
-    def stop(self) -> None:
+    def stop(self, failed: bool = False) -> None:
+        """Stop the bars; after an error they vanish, so the error is the one line left."""
         if self.started:
+            self.progress.live.transient = self.progress.live.transient or failed
             self.progress.stop()
 
     def on_note(self, text: str) -> None:
@@ -146,6 +148,16 @@ def main_command(
         Path | None,
         typer.Option(
             "--manifest", help="CSV/JSON listing scan, optional mask and patient_id per row"
+        ),
+    ] = None,
+    unlabeled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--unlabeled",
+            help="Folder of unlabeled CT scans (NIfTI files or DICOM series folders), "
+            "repeatable; used by the semi-supervised methods",
+            metavar="DIR",
+            show_default=False,
         ),
     ] = None,
     out: Annotated[
@@ -281,6 +293,7 @@ def main_command(
         data=DataConfig(
             data_dir=str(data) if data else None,
             manifest=str(manifest) if manifest else None,
+            unlabeled_dirs=tuple(str(u) for u in unlabeled or ()),
             synth_scans=synth_scans,
             synth_matrix=synth_matrix,
             synth_seed=synth_seed,
@@ -340,8 +353,10 @@ def main_command(
     hooks = RichHooks(Progress(*columns, console=console, disable=quiet or not is_main))
     try:
         result = train(config, hooks if is_main else None)
-    finally:
-        hooks.stop()
+    except BaseException:
+        hooks.stop(failed=True)
+        raise
+    hooks.stop()
     if is_main and not quiet:
         _report(result)
 

@@ -55,6 +55,7 @@ class DataConfig(_Section):
 
     data_dir: str | None = None  # PhysioNet CT-ICH layout: ct_scans/, masks/
     manifest: str | None = None  # CSV/JSON: scan, [mask], [patient_id]
+    unlabeled_dirs: tuple[str, ...] = ()  # more unlabeled scans (``ugss.train.unlabeled``)
     synth_scans: int = 40  # synthetic cohort when neither data_dir nor manifest is given
     synth_matrix: int = 256
     synth_seed: int = 0
@@ -74,6 +75,7 @@ class DataConfig(_Section):
     flip_ud: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "unlabeled_dirs", tuple(str(d) for d in self.unlabeled_dirs))
         _check(
             not (self.data_dir and self.manifest),
             "give either a data folder or a manifest, not both",

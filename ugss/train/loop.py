@@ -57,6 +57,7 @@ from ugss.train.synthetic import (
     synthetic_cohort_dir,
 )
 from ugss.train.teacher import effective_decay, make_teacher, update_teacher
+from ugss.train.unlabeled import unlabeled_records
 from ugss.train.validate import ValidationResult, dice, predict_images, sample_slices, validate
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _load_records(config: TrainConfig, dinfo: DistInfo, hooks: TrainHooks) -> list[ScanRecord]:
+    """The labeled cohort (``--data``, ``--manifest`` or synthetic) plus ``--unlabeled`` scans."""
+    records = _labeled_records(config, dinfo, hooks)
+    if config.data.unlabeled_dirs:
+        records += unlabeled_records(config.data.unlabeled_dirs, records)
+    return records
+
+
+def _labeled_records(config: TrainConfig, dinfo: DistInfo, hooks: TrainHooks) -> list[ScanRecord]:
     d = config.data
     if d.data_dir or d.manifest:
         return load_records(d.data_dir, d.manifest)
