@@ -26,6 +26,7 @@ from ugss.cli_support import (
     setup_logging,
 )
 from ugss.dicom_node.config import NodeConfig, load_config
+from ugss.errors import InputError
 
 app = make_app(
     no_args_is_help=False,
@@ -205,6 +206,46 @@ def status(
     cfg = load_config(config, spool=spool)
     st = read_status(cfg.db_path, limit)
     typer.echo(json.dumps(st.to_dict(), indent=2) if as_json else format_status(st))
+
+
+@app.command("export-unlabeled")
+def export_unlabeled_command(
+    out: Annotated[
+        Path | None, typer.Argument(help="Folder for the de-identified series (created).")
+    ] = None,
+    config: ConfigOpt = None,
+    spool: SpoolOpt = None,
+    seed_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File whose first line seeds the pseudonyms: the same seed gives the same new "
+            "UIDs, names and date shift and skips series already exported; keep it secret "
+            "(default: random pseudonyms per export)."
+        ),
+    ] = None,
+    describe: Annotated[
+        bool, typer.Option("--describe", help="List the de-identification actions and exit.")
+    ] = False,
+) -> None:
+    """Write the segmented CT series still in the spool, de-identified (dicognito), as DICOM
+    series folders for ugss-train --unlabeled OUT. Opt-in: nothing is exported otherwise."""
+    from ugss.dicom_node.export_unlabeled import (
+        describe_deidentification,
+        export_unlabeled,
+        read_seed,
+    )
+
+    if describe:
+        typer.echo(describe_deidentification())
+        return
+    if out is None:
+        raise InputError("export-unlabeled: give the output folder OUT")
+    seed = read_seed(seed_file) if seed_file else None
+    cfg = load_config(config, spool=spool)
+    res = export_unlabeled(cfg.spool, cfg.db_path, out, seed=seed)
+    for folder, reason in res.skipped:
+        typer.echo(f"skipped {folder}: {reason}")
+    typer.echo(f"{len(res.written)} series written to {out}, {len(res.skipped)} skipped")
 
 
 def main() -> None:

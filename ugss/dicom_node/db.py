@@ -597,6 +597,12 @@ class NodeDB:
         rows = self._query("SELECT destination, state, COUNT(*) FROM outbox GROUP BY 1, 2")
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
+    def series_in_state(self, state: str) -> list[str]:
+        """Series UIDs in ``state``, oldest first."""
+        sql = "SELECT series_uid FROM series WHERE state = ? ORDER BY first_at"
+        rows = self._query(sql, (state,))
+        return [str(r[0]) for r in rows]
+
     def counts(self, table: str) -> dict[str, int]:
         if table not in ("series", "jobs", "outbox"):
             raise ValueError(table)

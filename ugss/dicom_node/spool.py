@@ -36,6 +36,7 @@ from ugss.errors import ConfigError
 
 # PS3.5 9.1: components of digits, no leading zero (except "0" itself), at most 64 characters.
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+SERIES_DIR = "series"  # <spool>/series/<SeriesUID>/<SOPUID>.dcm
 
 
 def is_valid_uid(value: object) -> bool:
@@ -95,7 +96,7 @@ class Spool:
         self.root = Path(root).resolve()
         self.limit_bytes = int(limit_bytes)
         self.incoming = self.root / "incoming"
-        self.series_root = self.root / "series"
+        self.series_root = self.root / SERIES_DIR
         self.scratch = self.root / "scratch"  # decoded slices of the running job
         self.headers = self.root / "headers"  # a header of each acknowledged, unkept series
         self._lock = threading.Lock()
