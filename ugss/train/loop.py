@@ -16,7 +16,7 @@ decay the teacher update amounts to, ``teacher.effective_decay``); for ``ugss`` 
 of ``unl_pass_delta`` (share of unlabeled pixels passing the δ mask) and ``unl_conf`` (their
 mean p_conf), both as the teacher's uncertainty gives them whatever the ablation switches use;
 ``val_dice_student`` / ``val_dice_teacher`` and ``eval_model``; ``ts_dice_unlabeled``, the Dice
-between the teacher's and the student's deterministic masks on a fixed sample of up to 32
+between the teacher's and the student's deterministic masks on a fixed sample of up to 16
 unlabeled training slices (None without a teacher, unlabeled scans, or any foreground).
 
 ``resume`` restarts from ``last.pt`` with every state restored,

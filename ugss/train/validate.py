@@ -63,7 +63,7 @@ def predict_cached(
     )
 
 
-def sample_slices(scans: Sequence[CachedScan], n: int = 32) -> np.ndarray | None:
+def sample_slices(scans: Sequence[CachedScan], n: int = 16) -> np.ndarray | None:
     """Up to ``n`` slices spread evenly over ``scans`` (in order), ``(k, C, S, S)``; None if none.
 
     A fixed sample: the teacher–student agreement of every epoch is measured on the same pixels.
