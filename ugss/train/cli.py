@@ -112,6 +112,7 @@ class RichHooks(TrainHooks):
 def _report(result: TrainResult) -> None:
     table = Table(title="ugss-train", show_header=False)
     table.add_row("best validation Dice", f"{result.best_val_dice:.3f} (epoch {result.best_epoch})")
+    table.add_row("weights (--weights auto)", result.eval_model)
     if result.test_dice is not None:
         pooled = result.test_dice_pooled or 0.0
         table.add_row(

@@ -57,9 +57,12 @@ def _holds_dicom(folder: Path) -> bool:
     for f in _series_files(folder)[:5]:
         if f.suffix.lower() == ".dcm":
             return True
-        with open(f, "rb") as fh:
-            if fh.read(132)[128:132] == b"DICM":
-                return True
+        try:
+            with open(f, "rb") as fh:
+                if fh.read(132)[128:132] == b"DICM":
+                    return True
+        except OSError:
+            continue
     return False
 
 
