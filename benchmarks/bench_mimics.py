@@ -65,11 +65,13 @@ class Outcome:
     icv_dice: float | None
 
 
-def plan(n_free: int, per_cell: int, sizes: tuple[float, ...]) -> list[Case]:
+def plan(
+    n_free: int, per_cell: int, sizes: tuple[float, ...], base_seed: int = HELD_OUT_SEED
+) -> list[Case]:
     cells = [("none", 0.0)] * n_free + [(k, s) for s in sizes for k in TYPES] * per_cell
     out = []
     for i, (kind, ml) in enumerate(cells):
-        seed = int(np.random.SeedSequence([HELD_OUT_SEED, i]).generate_state(1, np.uint32)[0])
+        seed = int(np.random.SeedSequence([base_seed, i]).generate_state(1, np.uint32)[0])
         out.append(Case(i, seed, kind, ml))
     return out
 
@@ -107,9 +109,20 @@ def score(case: Case, seg, mask, true_ml: float, cavity) -> Outcome:
     )
 
 
-def run(models: dict[str, Path], cases: list[Case], matrix: int, threads: int | None, cap=None):
+def run(
+    models: dict[str, Path],
+    cases: list[Case],
+    matrix: int,
+    threads: int | None,
+    cap=None,
+    min_slices: dict[str, int] | None = None,
+):
+    """Every model on every case; ``min_slices``: a model's ``min_component_slices`` when it is
+    not the runtime's default (a baseline as it shipped)."""
     from ugss.runtime.engines import open_engine
-    from ugss.runtime.segment import segment_volume
+    from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_SLICES, segment_volume
+
+    slices = {name: (min_slices or {}).get(name, DEFAULT_MIN_COMPONENT_SLICES) for name in models}
 
     engines = {name: open_engine(path, threads=threads) for name, path in models.items()}
     results: dict[str, list[Outcome]] = {name: [] for name in models}
@@ -118,7 +131,7 @@ def run(models: dict[str, Path], cases: list[Case], matrix: int, threads: int | 
         volume, mask, true_ml, cavity = make(case, matrix, cap)
         line = [f"scan {case.index:3d} {case.kind:16s} {true_ml:7.2f} mL"]
         for name, engine in engines.items():
-            seg = segment_volume(volume, engine, seed=case.index)
+            seg = segment_volume(volume, engine, seed=case.index, min_component_slices=slices[name])
             results[name].append(score(case, seg, mask, true_ml, cavity))
             line.append(f"{name} {seg.volume_ml:7.2f}")
         print(" | ".join(line) + f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
@@ -212,6 +225,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--per-cell", type=int, default=1, help="scans per type and size class")
     p.add_argument("--matrix", type=int, default=512)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--baseline-min-component-slices",
+        type=int,
+        default=None,
+        help="post-processing of the baseline (1: as before the one-slice rule; default: same)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write summaries and per-scan rows")
     p.add_argument("--tiny", action="store_true", help="CI smoke: 2 slabs of 12 slices, 96²")
     return p.parse_args(argv)
@@ -231,11 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cases, matrix = plan(args.free, args.per_cell, SIZES_ML), args.matrix
     t0 = time.perf_counter()
-    results = run(models, cases, matrix, args.threads, cap)
+    base_slices = args.baseline_min_component_slices
+    min_slices = {"baseline": base_slices} if base_slices is not None else None
+    results = run(models, cases, matrix, args.threads, cap, min_slices)
     summaries = {name: summarize(rows) for name, rows in results.items()}
     print(f"bench_mimics: {len(cases)} held-out scans (seed {HELD_OUT_SEED}), matrix {matrix}")
     for name, path in models.items():
-        print(f"  {name}: {path}")
+        extra = ""
+        if name == "baseline" and base_slices is not None:
+            extra = f" (min_component_slices {base_slices})"
+        print(f"  {name}: {path}{extra}")
     print(table(summaries))
     print(f"took {time.perf_counter() - t0:.0f} s")
     if args.json:
@@ -243,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             "held_out_seed": HELD_OUT_SEED,
             "matrix": matrix,
             "models": {k: str(v) for k, v in models.items()},
+            "baseline_min_component_slices": base_slices,
             "summaries": summaries,
             "scans": {k: [asdict(o) for o in v] for k, v in results.items()},
         }

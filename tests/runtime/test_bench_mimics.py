@@ -60,3 +60,32 @@ def test_bench_mimics_tiny(tmp_path: Path):
     doc = json.loads(out.read_text())
     assert doc["held_out_seed"] == 7_700_113
     assert [r["kind"] for r in doc["scans"]["model"]] == ["none", "intraparenchymal"]
+
+
+TUNE = BENCH.parent / "tune_components.py"
+
+
+def test_tuning_seeds_are_not_the_held_out_ones():
+    bm = _module()
+    spec = importlib.util.spec_from_file_location("tune_components", TUNE)
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    assert tune.TUNING_SEED not in (0, 1, bm.HELD_OUT_SEED)
+    held = {c.seed for c in bm.plan(20, 1, bm.SIZES_ML)}
+    tuning = {c.seed for c in bm.plan(20, 1, bm.SIZES_ML, tune.TUNING_SEED)}
+    assert not held & tuning
+
+
+@pytest.mark.slow
+def test_tune_components_tiny(tmp_path: Path):
+    out = tmp_path / "findings.json"
+    proc = subprocess.run(
+        [sys.executable, str(TUNE), "--tiny", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "min_component_slices  FP median / p95" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["tuning_seed"] == 900_000
+    assert all({"ml", "slices", "true", "overlap"} <= set(r) for r in doc["findings"])
+    assert any(r["true"] for r in doc["findings"])  # the subdural slab is found

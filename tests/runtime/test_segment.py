@@ -150,6 +150,34 @@ def test_speck_removal_is_in_millilitres():
         remove_small_components(mask, 0.001, -1.0)
 
 
+def test_speck_removal_by_slices():
+    mask = np.zeros((6, 40, 40), dtype=bool)
+    mask[1:3, 5:15, 5:15] = True  # two slices
+    mask[4, 20:35, 20:35] = True  # one slice, larger
+    two = remove_small_components(mask, voxel_ml=0.001, min_ml=0.0, min_slices=2)
+    assert two.count == 1 and two.removed_components == 1 and not two.mask[4].any()
+    assert two.removed_ml == pytest.approx(0.225)
+    assert remove_small_components(mask, 0.001, 0.0, min_slices=1).count == 2
+    assert remove_small_components(mask, 0.001, 0.0, min_slices=3).count == 0
+    with pytest.raises(ConfigError, match="1 slice"):
+        remove_small_components(mask, 0.001, 0.0, min_slices=0)
+
+
+def test_a_finding_on_one_slice_is_dropped_by_default(engines):
+    volume, _ = om.phantom_volume(bleed=False)
+    hu = volume.hu.copy()
+    z, y, x = np.ogrid[: hu.shape[0], : hu.shape[1], : hu.shape[2]]
+    spot = ((y - 60) ** 2 + (x - 80) ** 2 < 12**2) & (z == 5)
+    hu[spot] = 75.0  # a dense rim on one 5 mm slice
+    one_slice = Volume(hu=hu, affine=volume.affine)
+    seg = segment_volume(one_slice, engines["det"])
+    assert seg.volume_ml == 0.0 and seg.removed_components == 1 and seg.removed_ml > 0.5
+    report = build_report(one_slice, seg, engines["det"])
+    assert "fewer than 2 adjacent slices" in report.to_markdown()
+    kept = segment_volume(one_slice, engines["det"], min_component_slices=1)
+    assert kept.volume_ml == pytest.approx(seg.removed_ml) and len(kept.components) == 1
+
+
 def test_components_sides_and_connectivity():
     hu, _ = om.phantom_hu((5, 64, 64), bleed=False)
     volume = Volume(hu=hu, affine=om.phantom_affine((5.0, 1.0, 1.0)))

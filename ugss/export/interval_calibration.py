@@ -8,8 +8,9 @@ or every scan of a labeled folder in the PhysioNet layout (``ct_scans/``, ``mask
 
 Each scan goes through the deployment path: the exported MC ONNX model in an ``OnnxEngine``
 and ``ugss.runtime.segment.segment_volume`` with ``ugss-infer``'s defaults (MC seed 0, speck
-removal at ``DEFAULT_MIN_COMPONENT_ML``). Its MC per-sample volumes and point estimate, with
-the volume of the true mask, feed ``ugss.runtime.interval.calibrate``.
+removal at ``DEFAULT_MIN_COMPONENT_ML`` and ``DEFAULT_MIN_COMPONENT_SLICES``). Its MC per-sample
+volumes and point estimate, with the volume of the true mask, feed
+``ugss.runtime.interval.calibrate``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,12 @@ from ugss.runtime.engines import Engine, open_engine
 from ugss.runtime.io import OUTPUT_SUFFIXES, expand_inputs, find_scans, read_volume
 from ugss.runtime.nifti import write_nifti
 from ugss.runtime.report import ScanReport, build_report
-from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_ML, Segmentation, segment_volume
+from ugss.runtime.segment import (
+    DEFAULT_MIN_COMPONENT_ML,
+    DEFAULT_MIN_COMPONENT_SLICES,
+    Segmentation,
+    segment_volume,
+)
 from ugss.runtime.unit_map import MAP_UNIT, quantized
 from ugss.runtime.volume import Volume
 
@@ -64,6 +69,7 @@ class InferOptions:
 
     batch_size: int | None = None
     min_component_ml: float = DEFAULT_MIN_COMPONENT_ML
+    min_component_slices: int = DEFAULT_MIN_COMPONENT_SLICES
     use_mc: bool = True
     pictures: bool = True
     seed: int | None = 0
@@ -115,6 +121,7 @@ def process_scan(
         engine,
         batch_size=opts.batch_size,
         min_component_ml=opts.min_component_ml,
+        min_component_slices=opts.min_component_slices,
         use_mc=opts.use_mc,
         seed=opts.seed,
     )
@@ -340,6 +347,16 @@ def infer(
             metavar="ML",
         ),
     ] = DEFAULT_MIN_COMPONENT_ML,
+    min_component_slices: Annotated[
+        int,
+        typer.Option(
+            "--min-component-slices",
+            min=1,
+            help="Remove findings seen on fewer adjacent axial slices than this (1 keeps "
+            "one-slice findings; see the model card for what the default trades).",
+            metavar="N",
+        ),
+    ] = DEFAULT_MIN_COMPONENT_SLICES,
     no_pictures: Annotated[
         bool,
         typer.Option("--no-pictures", help="Skip the PNG montage, the 3D view and the mesh file."),
@@ -384,6 +401,7 @@ def infer(
     opts = InferOptions(
         batch_size=batch_size,
         min_component_ml=min_component_ml,
+        min_component_slices=min_component_slices,
         use_mc=not deterministic,
         pictures=not no_pictures,
         seed=seed,

@@ -97,15 +97,19 @@ def remove_small_components(
     min_ml: float,
     connectivity: int = 3,
     *,
+    min_slices: int = 1,
     in_place: bool = False,
 ) -> Cleaned:
-    """Drop connected components smaller than ``min_ml`` millilitres; returns a new mask.
+    """Drop connected components smaller than ``min_ml`` millilitres or seen on fewer than
+    ``min_slices`` consecutive axial slices; returns a new mask.
 
     The labels of the kept components come along, so describing them needs no second pass.
     ``in_place``: clean ``mask`` itself rather than a copy.
     """
     if min_ml < 0:
         raise ConfigError(f"minimum component size must be >= 0 mL, got {min_ml}")
+    if min_slices < 1:
+        raise ConfigError(f"minimum component extent must be >= 1 slice, got {min_slices}")
     mask = np.asarray(mask, dtype=bool)
     labels, count, box = label_components(mask, connectivity)
     out = mask if in_place else mask.copy()
@@ -113,6 +117,9 @@ def remove_small_components(
         return Cleaned(out, labels, 0, box, 0, 0.0)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)  # a view of the labels: no copy
     keep = sizes * voxel_ml >= min_ml
+    if min_slices > 1:
+        extent = [0] + [b[0].stop - b[0].start for b in ndimage.find_objects(labels, count)]
+        keep &= np.asarray(extent) >= min_slices
     keep[0] = False
     removed = count - int(keep.sum())
     removed_ml = float(sizes[1:][~keep[1:]].sum() * voxel_ml)
@@ -121,7 +128,9 @@ def remove_small_components(
         labels = lut[labels]
         out[box] = labels > 0
         count -= removed
-        log.debug("removed %d components below %.3f mL", removed, min_ml)
+        log.debug(
+            "removed %d components below %.3f mL or on < %d slices", removed, min_ml, min_slices
+        )
     return Cleaned(out, labels, count, box, removed, removed_ml)
 
 

@@ -139,6 +139,7 @@ class ScanReport:
     removed_components: int
     removed_ml: float
     min_component_ml: float
+    min_component_slices: int
     assessed: bool  # False: not a head CT, no hemorrhage claimed
     intracranial_ml: float | None  # estimated intracranial volume (ICV)
     outside_intracranial_ml: float  # model findings dropped outside the intracranial space
@@ -320,6 +321,7 @@ def build_report(
         removed_components=seg.removed_components,
         removed_ml=seg.removed_ml,
         min_component_ml=seg.min_component_ml,
+        min_component_slices=seg.min_component_slices,
         assessed=seg.assessed,
         intracranial_ml=seg.intracranial_ml,
         outside_intracranial_ml=seg.outside_ml,
@@ -375,8 +377,8 @@ def _markdown(r: ScanReport) -> str:
     lines += [
         f"| Outside the intracranial space | {r.outside_intracranial_ml:.2f} mL dropped |",
         f"| Slices involved | {_ranges(r.slices_involved)} (0 = most inferior) |",
-        f"| Specks removed | {r.removed_components} below {r.min_component_ml:g} mL "
-        f"({r.removed_ml:.3f} mL) |",
+        f"| Specks removed | {r.removed_components} below {r.min_component_ml:g} mL or on fewer "
+        f"than {r.min_component_slices} adjacent slices ({r.removed_ml:.3f} mL) |",
         "",
     ]
     if r.components:
