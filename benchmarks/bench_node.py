@@ -7,7 +7,8 @@
 - receive: DCMTK ``/usr/bin/storescu`` sends a series over loopback, one association, to
   (a) the node (validated, fsynced, recorded in SQLite before each answer) and (b) DCMTK's own
   ``storescp`` writing to disk, as a reference; instances/s and the ratio node/storescp.
-  Also a node with its Prometheus endpoint on, scraped at 2 Hz during the transfer.
+  Also a node with its Prometheus endpoint on, scraped at 2 Hz during the transfer. Each node
+  run starts with an empty spool (a resend of held instances is only a duplicate).
 - turnaround: Orthanc pushes a 34-slice series to the node (``/modalities/<id>/store``); time
   from the node's last received instance to SEG and SR stored in Orthanc, split into wait
   (the quiet period), load, model, encode and send. Without Orthanc, storescu sends and a
@@ -165,28 +166,18 @@ def _storescp_seconds(work: Path, folder: Path, nodelay: bool) -> float:
 
 
 def bench_receive(work: Path, model: Path, series: list[Path], repeats: int) -> dict:
-    """Seconds per series into the node and into DCMTK's storescp, Nagle on (DCMTK's default
-    on Debian) and off (TCP_NODELAY=1 for the DCMTK tools)."""
-    from node_helpers import free_port
-
+    """Seconds per series into a fresh node and into DCMTK's storescp, Nagle on (DCMTK's default
+    on Debian) and off (TCP_NODELAY=1 for the DCMTK tools), and into a node with its metrics
+    endpoint on. Every node run starts empty: a resend of held instances is only a duplicate."""
     folder = series[0].parent
     n = len(series)
     mb = sum(p.stat().st_size for p in series) / 1e6
     times: dict[str, list[float]] = {}
+    runs = {"node": (False, False), "node_nodelay": (True, False), "node_metrics": (True, True)}
     for r in range(repeats):
-        port = free_port()
-        wdir = work / f"recv{r}"
-        wdir.mkdir()
-        proc = start_node(wdir, model, port=port, quiet=3600, dests=[])
-        try:
-            times.setdefault("node", []).append(storescu(port, folder, "UGSS"))
-            # the same instances again: resends, stored again (replaced), same cost
-            times.setdefault("node_nodelay", []).append(storescu(port, folder, "UGSS", True))
-        finally:
-            stop(proc)
-        times.setdefault("node_metrics", []).append(
-            _receive_with_metrics(work / f"m{r}", model, folder)
-        )
+        for name, (nodelay, metrics) in runs.items():
+            seconds = _receive_once(work / f"{name}{r}", model, folder, nodelay, metrics)
+            times.setdefault(name, []).append(seconds)
         if os.path.exists(STORESCP):
             times.setdefault("storescp", []).append(_storescp_seconds(work, folder, False))
             times.setdefault("storescp_nodelay", []).append(_storescp_seconds(work, folder, True))
@@ -197,15 +188,15 @@ def bench_receive(work: Path, model: Path, series: list[Path], repeats: int) -> 
     return res
 
 
-def _receive_with_metrics(work: Path, model: Path, folder: Path) -> float:
-    """storescu (TCP_NODELAY=1) into a node with its metrics endpoint on, scraped every 0.5 s."""
+def _receive_once(work: Path, model: Path, folder: Path, nodelay: bool, metrics: bool) -> float:
+    """storescu into a fresh node; with ``metrics`` its endpoint is on and scraped at 2 Hz."""
     import threading
     import urllib.request
 
     from node_helpers import free_port
 
     work.mkdir()
-    port, mport = free_port(), free_port()
+    port, mport = free_port(), free_port() if metrics else None
     proc = start_node(work, model, port=port, quiet=3600, dests=[], metrics_port=mport)
     done, scrapes = threading.Event(), []
 
@@ -215,14 +206,16 @@ def _receive_with_metrics(work: Path, model: Path, folder: Path) -> float:
                 scrapes.append(len(rsp.read()))
 
     thread = threading.Thread(target=scrape, daemon=True)
-    thread.start()
+    if metrics:
+        thread.start()
     try:
-        return storescu(port, folder, "UGSS", True)
+        return storescu(port, folder, "UGSS", nodelay)
     finally:
         done.set()
-        thread.join()
+        if metrics:
+            thread.join()
         stop(proc)
-        if not scrapes:
+        if metrics and not scrapes:
             raise RuntimeError("the metrics endpoint was never scraped")
 
 
