@@ -16,6 +16,8 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -203,6 +205,25 @@ def _unwritable(folder: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or type(exc).__name__
     return None if os.access(folder, os.W_OK) else "permission denied"
+
+
+@contextmanager
+def new_folders_removed_on_error(*paths: Path) -> Iterator[None]:
+    """Folders of ``paths`` (and their missing parents) that do not exist yet are removed again,
+    when empty, if the block fails: a check made before the work leaves nothing behind."""
+    missing: list[Path] = []
+    for path in paths:
+        p = Path(path).absolute()
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(set(missing), key=lambda q: len(q.parts), reverse=True):
+            with suppress(OSError):
+                folder.rmdir()  # only when empty
+        raise
 
 
 def check_output_dir(path: Path, what: str = "output folder") -> Path:

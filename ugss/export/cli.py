@@ -29,6 +29,7 @@ from ugss.cli_support import (
     check_output_dir,
     check_output_file,
     make_app,
+    new_folders_removed_on_error,
     run_cli,
     setup_logging,
 )
@@ -167,14 +168,16 @@ def main_command(
         interval_calibration=not no_interval_calibration,
         interval_cohort=interval_cohort,
     )
-    check_outputs(options)
-    if threads:
-        import torch
+    outputs = [options.onnx.parent] + ([options.triton] if options.triton is not None else [])
+    with new_folders_removed_on_error(*outputs):
+        check_outputs(options)
+        if threads:
+            import torch
 
-        torch.set_num_threads(threads)
-    console.quiet = quiet
-    with console.status("exporting") as status:
-        result = export_checkpoint(checkpoint, options, lambda msg: status.update(msg))
+            torch.set_num_threads(threads)
+        console.quiet = quiet
+        with console.status("exporting") as status:
+            result = export_checkpoint(checkpoint, options, lambda msg: status.update(msg))
     if quiet:
         _warn_interval(result)
     else:
