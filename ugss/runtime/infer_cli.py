@@ -267,112 +267,138 @@ def _close(outcomes: list[ScanOutcome], seconds: float, summary: Path | None, qu
         )
 
 
+# the options of ugss-infer (help text as printed by --help)
+_Inputs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="NIfTI files (.nii, .nii.gz), DICOM series folders, folders holding many, or "
+        "glob patterns (quoted). A labeled cohort folder (ugss-synth, PhysioNet CT-ICH) is "
+        "read from its ct_scans/ only (not masks/ or dicom/).",
+        show_default=False,
+        metavar="INPUT",
+    ),
+]
+
+_InputOption = Annotated[
+    list[str] | None,
+    typer.Option("-i", "--input", help="An input, as INPUT (repeat for more).", metavar="PATH"),
+]
+
+_Out = Annotated[
+    Path,
+    typer.Option("-o", "--out", help="Folder for the outputs (created if missing).", metavar="DIR"),
+]
+
+_Summary = Annotated[
+    Path | None,
+    typer.Option(
+        "--summary",
+        help="Also write a CSV with one row per input: scan, output name, status, "
+        "hemorrhage, volume, MC interval, components, slices, intracranial volume, QC "
+        "flags, error.",
+        metavar="CSV",
+    ),
+]
+
+_Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model file: ONNX from ugss-export (.onnx) or a TensorRT plan (.plan); with "
+        "--triton-url the model's name on the server (default ugss). Default: the bundled "
+        "model.",
+        metavar="FILE",
+    ),
+]
+
+_Provider = Annotated[
+    str | None,
+    typer.Option(
+        "--provider",
+        help="onnxruntime execution provider: auto, cpu, cuda or tensorrt (default auto; "
+        "--device is the short form).",
+        metavar="NAME",
+        show_default=False,
+    ),
+]
+
+_BatchSize = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Slices per model call; bounds memory (default: sized to the model and T).",
+        metavar="INT",
+    ),
+]
+
+_Deterministic = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic",
+        help="No MC sampling: use the model's -det.onnx twin if present, else drop MC "
+        "outputs (no uncertainty map, no interval).",
+    ),
+]
+
+_MinComponentMl = Annotated[
+    float,
+    typer.Option(
+        "--min-component-ml",
+        min=0.0,
+        help="Remove connected components smaller than this volume (mL).",
+        metavar="ML",
+    ),
+]
+
+_MinComponentSlices = Annotated[
+    int,
+    typer.Option(
+        "--min-component-slices",
+        min=1,
+        help="Remove findings seen on fewer adjacent axial slices than this (1 keeps "
+        "one-slice findings; see the model card for what the default trades).",
+        metavar="N",
+    ),
+]
+
+_NoPictures = Annotated[
+    bool,
+    typer.Option("--no-pictures", help="Skip the PNG montage, the 3D view and the mesh file."),
+]
+
+_TritonUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--triton-url",
+        help="Run the model on a Triton server at this URL (host:port).",
+        metavar="URL",
+    ),
+]
+
+_Seed = Annotated[
+    int,
+    typer.Option("--seed", help="Seed of the MC dropout noise, reset per scan.", metavar="INT"),
+]
+
+
 @app.command()
 def infer(
-    inputs: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="NIfTI files (.nii, .nii.gz), DICOM series folders, folders holding many, or "
-            "glob patterns (quoted). A labeled cohort folder (ugss-synth, PhysioNet CT-ICH) is "
-            "read from its ct_scans/ only (not masks/ or dicom/).",
-            show_default=False,
-            metavar="INPUT",
-        ),
-    ] = None,
-    input_option: Annotated[
-        list[str] | None,
-        typer.Option("-i", "--input", help="An input, as INPUT (repeat for more).", metavar="PATH"),
-    ] = None,
-    out: Annotated[
-        Path,
-        typer.Option(
-            "-o", "--out", help="Folder for the outputs (created if missing).", metavar="DIR"
-        ),
-    ] = Path("ugss-out"),
-    summary: Annotated[
-        Path | None,
-        typer.Option(
-            "--summary",
-            help="Also write a CSV with one row per input: scan, output name, status, "
-            "hemorrhage, volume, MC interval, components, slices, intracranial volume, QC "
-            "flags, error.",
-            metavar="CSV",
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            help="Model file: ONNX from ugss-export (.onnx) or a TensorRT plan (.plan); with "
-            "--triton-url the model's name on the server (default ugss). Default: the bundled "
-            "model.",
-            metavar="FILE",
-        ),
-    ] = None,
+    inputs: _Inputs = None,
+    input_option: _InputOption = None,
+    out: _Out = Path("ugss-out"),
+    summary: _Summary = None,
+    model: _Model = None,
     device: DeviceOpt = None,
-    provider: Annotated[
-        str | None,
-        typer.Option(
-            "--provider",
-            help="onnxruntime execution provider: auto, cpu, cuda or tensorrt (default auto; "
-            "--device is the short form).",
-            metavar="NAME",
-            show_default=False,
-        ),
-    ] = None,
+    provider: _Provider = None,
     threads: ThreadsOpt = 0,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size",
-            min=1,
-            help="Slices per model call; bounds memory (default: sized to the model and T).",
-            metavar="INT",
-        ),
-    ] = None,
-    deterministic: Annotated[
-        bool,
-        typer.Option(
-            "--deterministic",
-            help="No MC sampling: use the model's -det.onnx twin if present, else drop MC "
-            "outputs (no uncertainty map, no interval).",
-        ),
-    ] = False,
-    min_component_ml: Annotated[
-        float,
-        typer.Option(
-            "--min-component-ml",
-            min=0.0,
-            help="Remove connected components smaller than this volume (mL).",
-            metavar="ML",
-        ),
-    ] = DEFAULT_MIN_COMPONENT_ML,
-    min_component_slices: Annotated[
-        int,
-        typer.Option(
-            "--min-component-slices",
-            min=1,
-            help="Remove findings seen on fewer adjacent axial slices than this (1 keeps "
-            "one-slice findings; see the model card for what the default trades).",
-            metavar="N",
-        ),
-    ] = DEFAULT_MIN_COMPONENT_SLICES,
-    no_pictures: Annotated[
-        bool,
-        typer.Option("--no-pictures", help="Skip the PNG montage, the 3D view and the mesh file."),
-    ] = False,
-    triton_url: Annotated[
-        str | None,
-        typer.Option(
-            "--triton-url",
-            help="Run the model on a Triton server at this URL (host:port).",
-            metavar="URL",
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option("--seed", help="Seed of the MC dropout noise, reset per scan.", metavar="INT"),
-    ] = 0,
+    batch_size: _BatchSize = None,
+    deterministic: _Deterministic = False,
+    min_component_ml: _MinComponentMl = DEFAULT_MIN_COMPONENT_ML,
+    min_component_slices: _MinComponentSlices = DEFAULT_MIN_COMPONENT_SLICES,
+    no_pictures: _NoPictures = False,
+    triton_url: _TritonUrl = None,
+    seed: _Seed = 0,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     version: VersionOpt = False,
