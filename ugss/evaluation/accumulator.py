@@ -22,6 +22,8 @@ from ugss.evaluation.metrics import (
     VolumeAgreement,
     check_same_shape,
     detection_metrics,
+    dice_from_counts,
+    jaccard_from_counts,
     jsonable,
     overlap_from_slice_counts,
     slice_counts,
@@ -192,10 +194,6 @@ def _mean_sd(values: list[float] | np.ndarray) -> tuple[float, float]:
     return mean, float(v.std(ddof=1)) if v.size >= 2 else NAN
 
 
-def _safe(num: float, den: float) -> float:
-    return num / den if den else NAN
-
-
 class EvaluationAccumulator:
     """Add scans with :meth:`add`, then call :meth:`summary` or :meth:`write_json`."""
 
@@ -293,8 +291,8 @@ class EvaluationAccumulator:
             n_slices=int(s.inter.size),
             threshold=s.threshold,
             voxel_volume_ml=s.voxel_volume_ml,
-            dice=NAN if both_empty else 2.0 * i / (t + p),
-            jaccard=NAN if both_empty else i / (t + p - i),
+            dice=dice_from_counts(i, t, p),
+            jaccard=jaccard_from_counts(i, t, p),
             both_empty=both_empty,
             pixel_accuracy=(n_vox - (t + p - 2 * i)) / n_vox,
             true_volume_ml=t * s.voxel_volume_ml,
@@ -358,8 +356,8 @@ class EvaluationAccumulator:
             n_scans_both_empty=n_empty,
             dice_mean_empty_as_one=(sum(r.dice for r in scored) + n_empty) / len(rows),
             jaccard_mean_empty_as_one=(sum(r.jaccard for r in scored) + n_empty) / len(rows),
-            dice_pooled=_safe(2.0 * i, t + p),
-            jaccard_pooled=_safe(i, t + p - i),
+            dice_pooled=dice_from_counts(i, t, p),
+            jaccard_pooled=jaccard_from_counts(i, t, p),
             slice_dice_mean=sdm,
             slice_dice_std=sds,
             slice_jaccard_mean=sjm,

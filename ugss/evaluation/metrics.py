@@ -52,12 +52,20 @@ def jsonable(value: Any) -> Any:
 # --- overlap (eq. 16–17) and pixel accuracy (eq. 18) ------------------------------------------
 
 
-def _dice_from_counts(inter: float, n_truth: float, n_pred: float, empty: float) -> float:
+def dice_from_counts(inter: float, n_truth: float, n_pred: float, *, empty: float = NAN) -> float:
+    """Dice from voxel counts ``|y ∩ ŷ|``, ``|y|``, ``|ŷ|``; both empty → ``empty`` (``nan``).
+
+    The one Dice rule of the package: :func:`dice`, the evaluation accumulator and the
+    training validation all call it.
+    """
     total = n_truth + n_pred
     return empty if total == 0 else 2.0 * inter / total
 
 
-def _jaccard_from_counts(inter: float, n_truth: float, n_pred: float, empty: float) -> float:
+def jaccard_from_counts(
+    inter: float, n_truth: float, n_pred: float, *, empty: float = NAN
+) -> float:
+    """Jaccard from voxel counts; both empty → ``empty`` (default ``nan``)."""
     union = n_truth + n_pred - inter
     return empty if union == 0 else inter / union
 
@@ -69,8 +77,8 @@ def dice(truth: np.ndarray, pred: np.ndarray, *, empty: float = NAN) -> float:
     """
     check_same_shape(truth, pred)
     t, p = _bool(truth), _bool(pred)
-    return _dice_from_counts(
-        float(np.count_nonzero(t & p)), np.count_nonzero(t), np.count_nonzero(p), empty
+    return dice_from_counts(
+        float(np.count_nonzero(t & p)), np.count_nonzero(t), np.count_nonzero(p), empty=empty
     )
 
 
@@ -78,8 +86,8 @@ def jaccard(truth: np.ndarray, pred: np.ndarray, *, empty: float = NAN) -> float
     """Jaccard, eq. 17: |y ∩ ŷ| / |y ∪ ŷ|; both masks empty → ``empty`` (default ``nan``)."""
     check_same_shape(truth, pred)
     t, p = _bool(truth), _bool(pred)
-    return _jaccard_from_counts(
-        float(np.count_nonzero(t & p)), np.count_nonzero(t), np.count_nonzero(p), empty
+    return jaccard_from_counts(
+        float(np.count_nonzero(t & p)), np.count_nonzero(t), np.count_nonzero(p), empty=empty
     )
 
 

@@ -15,6 +15,7 @@ The full metrics (native grid, eq. 16–19) are ``ugss-eval``'s job.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ugss.evaluation import metrics
 from ugss.runtime.preprocess import iter_slabs
 from ugss.train.cache import CachedScan
 
@@ -75,13 +77,13 @@ def sample_slices(scans: Sequence[CachedScan], n: int = 16) -> np.ndarray | None
     return np.stack([np.asarray(scans[i].images[z]) for i, z in (index[k] for k in picks)])
 
 
+def _none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
 def dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
-    """2|P∩G|/(|P|+|G|); ``None`` when both are empty."""
-    p, g = pred.astype(bool), truth.astype(bool)
-    denom = int(p.sum()) + int(g.sum())
-    if denom == 0:
-        return None
-    return 2.0 * float(np.logical_and(p, g).sum()) / denom
+    """2|P∩G|/(|P|+|G|) by :func:`ugss.evaluation.metrics.dice`; ``None`` when both are empty."""
+    return _none_if_nan(metrics.dice(truth, pred))
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def validate(
     per_scan: dict[str, float | None] = {}
     positives: list[float] = []
     empty_flags: list[bool] = []
-    inter = total = 0
+    inter = n_pred = n_truth = 0
     for scan in scans:
         assert scan.mask is not None, "validation scans carry masks"
         prob = predict_cached(
@@ -122,7 +124,8 @@ def validate(
         truth = np.asarray(scan.mask, dtype=bool)
         d = dice(pred, truth)
         inter += int(np.logical_and(pred, truth).sum())
-        total += int(pred.sum()) + int(truth.sum())
+        n_pred += int(pred.sum())
+        n_truth += int(truth.sum())
         per_scan[scan.scan_id] = d
         if truth.any():
             positives.append(d or 0.0)
@@ -133,5 +136,5 @@ def validate(
     else:
         score = float(np.mean([1.0 if d is None else d for d in per_scan.values()] or [0.0]))
     empty_ok = float(np.mean(empty_flags)) if empty_flags else None
-    pooled = 2.0 * inter / total if total else None
+    pooled = _none_if_nan(metrics.dice_from_counts(inter, n_truth, n_pred))
     return ValidationResult(score, per_scan, empty_ok, pooled)
