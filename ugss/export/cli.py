@@ -43,102 +43,136 @@ console = Console(stderr=True)
 _O = ExportOptions(onnx=Path("model.onnx"))
 
 
+# the options of main_command (help text as --help prints it)
+_Checkpoint = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Training checkpoint written by ugss-train (best.pt / last.pt)",
+        show_default=False,
+        metavar="CHECKPOINT",
+    ),
+]
+
+_CheckpointOption = Annotated[
+    Path | None,
+    typer.Option("-i", "--input", help="The checkpoint (instead of CHECKPOINT)", metavar="FILE"),
+]
+
+_Onnx = Annotated[
+    Path | None,
+    typer.Option(
+        "-o",
+        "--onnx",
+        help="Output .onnx path (default: the checkpoint's name + .onnx)",
+        metavar="FILE",
+    ),
+]
+
+_McSamples = Annotated[
+    int,
+    typer.Option(
+        "--mc-samples",
+        help="MC dropout samples T in the MC graph; 0 = only the deterministic graph",
+    ),
+]
+
+_Weights = Annotated[
+    str, typer.Option("--weights", help="student | teacher | auto (the validated one)")
+]
+
+_Noise = Annotated[
+    str,
+    typer.Option(
+        "--noise",
+        help="MC dropout noise: input (dropout_noise[T,C] fed by the runtime, exact replay) "
+        "| graph (RandomUniform inside the graph, drawn per execution)",
+    ),
+]
+
+_Threshold = Annotated[
+    float, typer.Option("--threshold", help="Probability threshold for masks and counts")
+]
+
+_ModelVersion = Annotated[
+    int, typer.Option("--model-version", help="Model version (metadata, Triton folder)")
+]
+
+_Exporter = Annotated[
+    str,
+    typer.Option("--exporter", help="legacy (TorchScript, opset 17, fast) | dynamo (opset 18)"),
+]
+
+_Trt = Annotated[
+    bool, typer.Option("--trt", help="Also build TensorRT engines (needs an NVIDIA GPU)")
+]
+
+_Fp32 = Annotated[
+    bool, typer.Option("--fp32", help="TensorRT engine in fp32 instead of fp16 (with --trt)")
+]
+
+_Triton = Annotated[
+    Path | None,
+    typer.Option("--triton", help="Write a Triton Inference Server model repository here"),
+]
+
+_MaxBatch = Annotated[
+    int, typer.Option("--max-batch", help="Largest batch for TensorRT profiles and Triton")
+]
+
+_Int8 = Annotated[
+    bool,
+    typer.Option(
+        "--int8",
+        help="Also write int8 twins (X-int8.onnx, X-det-int8.onnx) for fast CPU inference",
+    ),
+]
+
+_Calibration = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--calibration",
+        help="CT scans (NIfTI, DICOM folder, glob) to calibrate --int8; default: synthetic",
+    ),
+]
+
+_IntervalCohort = Annotated[
+    Path | None,
+    typer.Option(
+        "--interval-calibration",
+        help="Labeled folder (ct_scans/, masks/) to calibrate the MC volume interval on; "
+        "default: the checkpoint's validation split",
+    ),
+]
+
+_NoIntervalCalibration = Annotated[
+    bool,
+    typer.Option(
+        "--no-interval-calibration",
+        help="Leave the MC volume interval uncalibrated (the runtime then says so)",
+    ),
+]
+
+
 @app.command()
 def main_command(
-    checkpoint: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Training checkpoint written by ugss-train (best.pt / last.pt)",
-            show_default=False,
-            metavar="CHECKPOINT",
-        ),
-    ] = None,
-    checkpoint_option: Annotated[
-        Path | None,
-        typer.Option(
-            "-i", "--input", help="The checkpoint (instead of CHECKPOINT)", metavar="FILE"
-        ),
-    ] = None,
-    onnx: Annotated[
-        Path | None,
-        typer.Option(
-            "-o",
-            "--onnx",
-            help="Output .onnx path (default: the checkpoint's name + .onnx)",
-            metavar="FILE",
-        ),
-    ] = None,
-    mc_samples: Annotated[
-        int,
-        typer.Option(
-            "--mc-samples",
-            help="MC dropout samples T in the MC graph; 0 = only the deterministic graph",
-        ),
-    ] = _O.mc_samples,
-    weights: Annotated[
-        str, typer.Option("--weights", help="student | teacher | auto (the validated one)")
-    ] = _O.weights,
-    noise: Annotated[
-        str,
-        typer.Option(
-            "--noise",
-            help="MC dropout noise: input (dropout_noise[T,C] fed by the runtime, exact replay) "
-            "| graph (RandomUniform inside the graph, drawn per execution)",
-        ),
-    ] = _O.noise,
-    threshold: Annotated[
-        float, typer.Option("--threshold", help="Probability threshold for masks and counts")
-    ] = _O.threshold,
+    checkpoint: _Checkpoint = None,
+    checkpoint_option: _CheckpointOption = None,
+    onnx: _Onnx = None,
+    mc_samples: _McSamples = _O.mc_samples,
+    weights: _Weights = _O.weights,
+    noise: _Noise = _O.noise,
+    threshold: _Threshold = _O.threshold,
     name: Annotated[str, typer.Option("--name", help="Model name (Triton model folder)")] = _O.name,
-    model_version: Annotated[
-        int, typer.Option("--model-version", help="Model version (metadata, Triton folder)")
-    ] = _O.version,
-    exporter: Annotated[
-        str,
-        typer.Option("--exporter", help="legacy (TorchScript, opset 17, fast) | dynamo (opset 18)"),
-    ] = _O.exporter,
-    trt: Annotated[
-        bool, typer.Option("--trt", help="Also build TensorRT engines (needs an NVIDIA GPU)")
-    ] = False,
-    fp32: Annotated[
-        bool, typer.Option("--fp32", help="TensorRT engine in fp32 instead of fp16 (with --trt)")
-    ] = False,
-    triton: Annotated[
-        Path | None,
-        typer.Option("--triton", help="Write a Triton Inference Server model repository here"),
-    ] = None,
-    max_batch: Annotated[
-        int, typer.Option("--max-batch", help="Largest batch for TensorRT profiles and Triton")
-    ] = _O.max_batch,
-    int8: Annotated[
-        bool,
-        typer.Option(
-            "--int8",
-            help="Also write int8 twins (X-int8.onnx, X-det-int8.onnx) for fast CPU inference",
-        ),
-    ] = False,
-    calibration: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--calibration",
-            help="CT scans (NIfTI, DICOM folder, glob) to calibrate --int8; default: synthetic",
-        ),
-    ] = None,
-    interval_cohort: Annotated[
-        Path | None,
-        typer.Option(
-            "--interval-calibration",
-            help="Labeled folder (ct_scans/, masks/) to calibrate the MC volume interval on; "
-            "default: the checkpoint's validation split",
-        ),
-    ] = None,
-    no_interval_calibration: Annotated[
-        bool,
-        typer.Option(
-            "--no-interval-calibration",
-            help="Leave the MC volume interval uncalibrated (the runtime then says so)",
-        ),
-    ] = False,
+    model_version: _ModelVersion = _O.version,
+    exporter: _Exporter = _O.exporter,
+    trt: _Trt = False,
+    fp32: _Fp32 = False,
+    triton: _Triton = None,
+    max_batch: _MaxBatch = _O.max_batch,
+    int8: _Int8 = False,
+    calibration: _Calibration = None,
+    interval_cohort: _IntervalCohort = None,
+    no_interval_calibration: _NoIntervalCalibration = False,
     threads: ThreadsOpt = 0,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,

@@ -43,70 +43,88 @@ def _output_folder(out: Path | None, out_option: Path | None) -> Path:
     return folder
 
 
+# the options of main_command (help text as --help prints it)
+_Out = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Output folder (created if missing). An earlier cohort there is replaced: its "
+        "scans that this cohort does not hold are removed, so the folder holds exactly what "
+        "truth.csv lists.",
+        show_default=False,
+        metavar="OUT",
+    ),
+]
+
+_OutOption = Annotated[
+    Path | None,
+    typer.Option("-o", "--out", help="Output folder (instead of OUT).", metavar="DIR"),
+]
+
+_Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Random seed: the same seed and options give byte-identical NIfTI and CSV files.",
+    ),
+]
+
+_Matrix = Annotated[
+    int,
+    typer.Option(
+        "--matrix",
+        help="Nominal image matrix (32–1024): most scans are MATRIX×MATRIX, one in four has "
+        "a cut-down field of view (78–90 % of MATRIX rows and/or columns; truth.csv has each "
+        "scan's shape). Anatomy keeps its size in mm, so a smaller matrix gets larger pixels "
+        "(0.4–0.5 mm at 512).",
+    ),
+]
+
+_ThinFraction = Annotated[
+    float,
+    typer.Option(
+        "--thin-fraction",
+        help="Share of thin-slice scans (1–2.5 mm slices, a slab of at most 64 slices); "
+        "the others have 5 mm slices.",
+    ),
+]
+
+_FreeFraction = Annotated[
+    float,
+    typer.Option(
+        "--free-fraction",
+        help="Share of hemorrhage-free scans; the others carry 1–3 hemorrhage types.",
+    ),
+]
+
+_Dicom = Annotated[
+    bool,
+    typer.Option("--dicom", help="Also write each scan as a DICOM CT series: OUT/dicom/NNN/."),
+]
+
+_Compress = Annotated[bool, typer.Option("--compress", help="Write .nii.gz files instead of .nii.")]
+
+_Cavity = Annotated[
+    bool,
+    typer.Option(
+        "--cavity",
+        help="Also write OUT/cavity/NNN.nii: uint8 0/1 intracranial space (inside the inner "
+        "table, above the cranial floor); truth.csv's icv_ml is its volume.",
+    ),
+]
+
+
 @app.command()
 def main_command(
-    out: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Output folder (created if missing). An earlier cohort there is replaced: its "
-            "scans that this cohort does not hold are removed, so the folder holds exactly what "
-            "truth.csv lists.",
-            show_default=False,
-            metavar="OUT",
-        ),
-    ] = None,
-    out_option: Annotated[
-        Path | None,
-        typer.Option("-o", "--out", help="Output folder (instead of OUT).", metavar="DIR"),
-    ] = None,
+    out: _Out = None,
+    out_option: _OutOption = None,
     n: Annotated[int, typer.Option("-n", "--n", help="Number of scans (1–9999).")] = 20,
-    seed: Annotated[
-        int,
-        typer.Option(
-            "--seed",
-            help="Random seed: the same seed and options give byte-identical NIfTI and CSV files.",
-        ),
-    ] = 0,
-    matrix: Annotated[
-        int,
-        typer.Option(
-            "--matrix",
-            help="Nominal image matrix (32–1024): most scans are MATRIX×MATRIX, one in four has "
-            "a cut-down field of view (78–90 % of MATRIX rows and/or columns; truth.csv has each "
-            "scan's shape). Anatomy keeps its size in mm, so a smaller matrix gets larger pixels "
-            "(0.4–0.5 mm at 512).",
-        ),
-    ] = 512,
-    thin_fraction: Annotated[
-        float,
-        typer.Option(
-            "--thin-fraction",
-            help="Share of thin-slice scans (1–2.5 mm slices, a slab of at most 64 slices); "
-            "the others have 5 mm slices.",
-        ),
-    ] = 0.15,
-    free_fraction: Annotated[
-        float,
-        typer.Option(
-            "--free-fraction",
-            help="Share of hemorrhage-free scans; the others carry 1–3 hemorrhage types.",
-        ),
-    ] = 0.25,
-    dicom: Annotated[
-        bool,
-        typer.Option("--dicom", help="Also write each scan as a DICOM CT series: OUT/dicom/NNN/."),
-    ] = False,
-    compress: Annotated[
-        bool, typer.Option("--compress", help="Write .nii.gz files instead of .nii.")
-    ] = False,
-    cavity: Annotated[
-        bool,
-        typer.Option(
-            "--cavity",
-            help="Also write OUT/cavity/NNN.nii: uint8 0/1 intracranial space (inside the inner "
-            "table, above the cranial floor); truth.csv's icv_ml is its volume.",
-        ),
-    ] = False,
+    seed: _Seed = 0,
+    matrix: _Matrix = 512,
+    thin_fraction: _ThinFraction = 0.15,
+    free_fraction: _FreeFraction = 0.25,
+    dicom: _Dicom = False,
+    compress: _Compress = False,
+    cavity: _Cavity = False,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
