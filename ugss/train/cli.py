@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -133,150 +134,182 @@ def check_run_folder(out: Path, resume: bool) -> None:
     check_output_dir(out, "run folder")
 
 
+# the options of main_command (help text as --help prints it)
+_Data = Annotated[
+    Path | None,
+    typer.Option(
+        "-i",
+        "--data",
+        help="PhysioNet CT-ICH folder (ct_scans/, masks/); default: synthetic",
+        metavar="DIR",
+        show_default=False,
+    ),
+]
+
+_Manifest = Annotated[
+    Path | None,
+    typer.Option("--manifest", help="CSV/JSON listing scan, optional mask and patient_id per row"),
+]
+
+_Unlabeled = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--unlabeled",
+        help="Folder of unlabeled CT scans (NIfTI files or DICOM series folders), "
+        "repeatable; used by the semi-supervised methods",
+        metavar="DIR",
+        show_default=False,
+    ),
+]
+
+_Out = Annotated[
+    Path,
+    typer.Option("-o", "--out", help="Folder for checkpoints and metrics", metavar="DIR"),
+]
+
+_Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly")]
+
+_TeacherUpdate = Annotated[
+    str,
+    typer.Option(help="none | ema | wema (default: wema for ugss, ema for cutmix/cutpaste)"),
+]
+
+_Consistency = Annotated[str, typer.Option(help="Consistency loss: kl | smoothl1")]
+
+_NoUncertaintyMask = Annotated[bool, typer.Option("--no-uncertainty-mask", help=HELP_NO_MASK)]
+
+_NoCalibrate = Annotated[
+    bool,
+    typer.Option(
+        "--no-calibrate", help="Keep the raw weighted-BCE output (no −ln w_pos logit offset)"
+    ),
+]
+
+_LabeledFraction = Annotated[
+    float, typer.Option(help="Share of training scans keeping their masks, in (0, 1]")
+]
+
+_TestFraction = Annotated[float, typer.Option(help="Share of patients held out")]
+
+_ValFraction = Annotated[
+    float, typer.Option(help="Share of training patients used for validation (at least 1)")
+]
+
+_StepsPerEpoch = Annotated[int, typer.Option(help="Training steps per epoch")]
+
+_BatchSize = Annotated[int, typer.Option(help="Crops per step (labeled + unlabeled)")]
+
+_InputSize = Annotated[
+    int, typer.Option(help="Model input size (multiple of 16), also used at inference")
+]
+
+_CropSize = Annotated[int, typer.Option(help="Training crop size (multiple of 16)")]
+
+_WarmupEpochs = Annotated[float, typer.Option(help="Linear LR warm-up, in epochs")]
+
+_Patience = Annotated[int, typer.Option(help="Early stopping: epochs without improvement")]
+
+_Delta = Annotated[float, typer.Option(help="Uncertainty threshold δ (keep û < δ·û_max)")]
+
+_LambdaMax = Annotated[float, typer.Option(help="Maximum consistency weight m")]
+
+_LambdaInit = Annotated[float, typer.Option(help="Initial consistency weight α")]
+
+_LambdaExponent = Annotated[float, typer.Option(help="Ramp exponent e of λ_u")]
+
+_LambdaRamp = Annotated[
+    float,
+    typer.Option(
+        help="Share of the planned steps over which λ_u ramps up to m; early stopping "
+        "counts no epoch before λ_u reached m"
+    ),
+]
+
+_TeacherNoise = Annotated[float, typer.Option(help="σ of the teacher input noise")]
+
+_AlphaStart = Annotated[float, typer.Option(help="wEMA decay α′ at the start")]
+
+_EmaDecay = Annotated[float, typer.Option(help="Decay of the plain-EMA teacher")]
+
+_WemaStudentWeight = Annotated[float, typer.Option(help="w_s of the wEMA update (w_t = 1 − w_s)")]
+
+_Arch = Annotated[
+    str, typer.Option(help="Network: resunet (paper Fig. 3) | unet (plain blocks, Table 3)")
+]
+
+_DropoutAt = Annotated[
+    str, typer.Option(help="MC dropout sites: head | dec1..dec4 | decoder | bottleneck | none")
+]
+
+_PositiveFraction = Annotated[
+    float, typer.Option(help="Share of labeled crops taken from hemorrhage slices")
+]
+
+_UnlabeledShare = Annotated[
+    float, typer.Option(help="Share of each batch from unlabeled scans (if any)")
+]
+
+_SynthScans = Annotated[int, typer.Option(help="Synthetic cohort: number of scans")]
+
+_SynthMatrix = Annotated[int, typer.Option(help="Synthetic cohort: in-plane matrix")]
+
+_SynthDir = Annotated[
+    Path | None, typer.Option(help="Where to keep the synthetic cohort (default: user cache)")
+]
+
+_CacheDir = Annotated[
+    Path | None, typer.Option(help="Preprocessed-slice cache (default: ~/.cache/ugss/slices)")
+]
+
+
 @app.command()
 def main_command(
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "-i",
-            "--data",
-            help="PhysioNet CT-ICH folder (ct_scans/, masks/); default: synthetic",
-            metavar="DIR",
-            show_default=False,
-        ),
-    ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest", help="CSV/JSON listing scan, optional mask and patient_id per row"
-        ),
-    ] = None,
-    unlabeled: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--unlabeled",
-            help="Folder of unlabeled CT scans (NIfTI files or DICOM series folders), "
-            "repeatable; used by the semi-supervised methods",
-            metavar="DIR",
-            show_default=False,
-        ),
-    ] = None,
-    out: Annotated[
-        Path,
-        typer.Option("-o", "--out", help="Folder for checkpoints and metrics", metavar="DIR"),
-    ] = Path(_R.out),
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out exactly")
-    ] = False,
+    data: _Data = None,
+    manifest: _Manifest = None,
+    unlabeled: _Unlabeled = None,
+    out: _Out = Path(_R.out),
+    resume: _Resume = False,
     method: Annotated[str, typer.Option(help="ugss | supervised | cutmix | cutpaste")] = _MC.method,
-    teacher_update: Annotated[
-        str,
-        typer.Option(help="none | ema | wema (default: wema for ugss, ema for cutmix/cutpaste)"),
-    ] = "",
-    consistency: Annotated[
-        str, typer.Option(help="Consistency loss: kl | smoothl1")
-    ] = _MC.consistency,
+    teacher_update: _TeacherUpdate = "",
+    consistency: _Consistency = _MC.consistency,
     no_uncertainty: Annotated[bool, typer.Option("--no-uncertainty", help=HELP_NO_UNC)] = False,
-    no_uncertainty_mask: Annotated[
-        bool, typer.Option("--no-uncertainty-mask", help=HELP_NO_MASK)
-    ] = False,
+    no_uncertainty_mask: _NoUncertaintyMask = False,
     no_confidence: Annotated[bool, typer.Option("--no-confidence", help=HELP_NO_CONF)] = False,
-    no_calibrate: Annotated[
-        bool,
-        typer.Option(
-            "--no-calibrate", help="Keep the raw weighted-BCE output (no −ln w_pos logit offset)"
-        ),
-    ] = False,
-    labeled_fraction: Annotated[
-        float, typer.Option(help="Share of training scans keeping their masks, in (0, 1]")
-    ] = _D.labeled_fraction,
-    test_fraction: Annotated[
-        float, typer.Option(help="Share of patients held out")
-    ] = _D.test_fraction,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of training patients used for validation (at least 1)")
-    ] = _D.val_fraction,
+    no_calibrate: _NoCalibrate = False,
+    labeled_fraction: _LabeledFraction = _D.labeled_fraction,
+    test_fraction: _TestFraction = _D.test_fraction,
+    val_fraction: _ValFraction = _D.val_fraction,
     epochs: Annotated[int, typer.Option(help="Maximum number of epochs")] = _O.epochs,
-    steps_per_epoch: Annotated[
-        int, typer.Option(help="Training steps per epoch")
-    ] = _O.steps_per_epoch,
-    batch_size: Annotated[
-        int, typer.Option(help="Crops per step (labeled + unlabeled)")
-    ] = _O.batch_size,
-    input_size: Annotated[
-        int, typer.Option(help="Model input size (multiple of 16), also used at inference")
-    ] = _D.input_size,
-    crop_size: Annotated[
-        int, typer.Option(help="Training crop size (multiple of 16)")
-    ] = _D.crop_size,
+    steps_per_epoch: _StepsPerEpoch = _O.steps_per_epoch,
+    batch_size: _BatchSize = _O.batch_size,
+    input_size: _InputSize = _D.input_size,
+    crop_size: _CropSize = _D.crop_size,
     lr: Annotated[float, typer.Option(help="AdamW peak learning rate")] = _O.lr,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = _O.weight_decay,
-    warmup_epochs: Annotated[
-        float, typer.Option(help="Linear LR warm-up, in epochs")
-    ] = _O.warmup_epochs,
-    patience: Annotated[
-        int, typer.Option(help="Early stopping: epochs without improvement")
-    ] = _O.patience,
+    warmup_epochs: _WarmupEpochs = _O.warmup_epochs,
+    patience: _Patience = _O.patience,
     mc_samples: Annotated[int, typer.Option(help="Teacher MC-dropout samples T")] = _MC.mc_samples,
-    delta: Annotated[
-        float, typer.Option(help="Uncertainty threshold δ (keep û < δ·û_max)")
-    ] = _MC.delta,
-    lambda_max: Annotated[
-        float, typer.Option(help="Maximum consistency weight m")
-    ] = _MC.lambda_max,
-    lambda_init: Annotated[
-        float, typer.Option(help="Initial consistency weight α")
-    ] = _MC.lambda_init,
-    lambda_exponent: Annotated[
-        float, typer.Option(help="Ramp exponent e of λ_u")
-    ] = _MC.lambda_exponent,
-    lambda_ramp: Annotated[
-        float,
-        typer.Option(
-            help="Share of the planned steps over which λ_u ramps up to m; early stopping "
-            "counts no epoch before λ_u reached m"
-        ),
-    ] = _MC.lambda_ramp,
-    teacher_noise: Annotated[
-        float, typer.Option(help="σ of the teacher input noise")
-    ] = _MC.teacher_noise,
-    alpha_start: Annotated[
-        float, typer.Option(help="wEMA decay α′ at the start")
-    ] = _MC.alpha_start,
+    delta: _Delta = _MC.delta,
+    lambda_max: _LambdaMax = _MC.lambda_max,
+    lambda_init: _LambdaInit = _MC.lambda_init,
+    lambda_exponent: _LambdaExponent = _MC.lambda_exponent,
+    lambda_ramp: _LambdaRamp = _MC.lambda_ramp,
+    teacher_noise: _TeacherNoise = _MC.teacher_noise,
+    alpha_start: _AlphaStart = _MC.alpha_start,
     alpha_end: Annotated[float, typer.Option(help="wEMA decay α′ at the end")] = _MC.alpha_end,
-    ema_decay: Annotated[
-        float, typer.Option(help="Decay of the plain-EMA teacher")
-    ] = _MC.ema_decay,
-    wema_student_weight: Annotated[
-        float, typer.Option(help="w_s of the wEMA update (w_t = 1 − w_s)")
-    ] = _MC.wema_student_weight,
-    arch: Annotated[
-        str, typer.Option(help="Network: resunet (paper Fig. 3) | unet (plain blocks, Table 3)")
-    ] = _M.arch,
-    dropout_at: Annotated[
-        str, typer.Option(help="MC dropout sites: head | dec1..dec4 | decoder | bottleneck | none")
-    ] = _M.dropout_at,
+    ema_decay: _EmaDecay = _MC.ema_decay,
+    wema_student_weight: _WemaStudentWeight = _MC.wema_student_weight,
+    arch: _Arch = _M.arch,
+    dropout_at: _DropoutAt = _M.dropout_at,
     dropout_rate: Annotated[float, typer.Option(help="MC dropout probability p")] = _M.dropout_rate,
     dropout_kind: Annotated[str, typer.Option(help="channel | element")] = _M.dropout_kind,
-    positive_fraction: Annotated[
-        float, typer.Option(help="Share of labeled crops taken from hemorrhage slices")
-    ] = _D.positive_fraction,
-    unlabeled_share: Annotated[
-        float, typer.Option(help="Share of each batch from unlabeled scans (if any)")
-    ] = _D.unlabeled_share,
-    synth_scans: Annotated[
-        int, typer.Option(help="Synthetic cohort: number of scans")
-    ] = _D.synth_scans,
-    synth_matrix: Annotated[
-        int, typer.Option(help="Synthetic cohort: in-plane matrix")
-    ] = _D.synth_matrix,
+    positive_fraction: _PositiveFraction = _D.positive_fraction,
+    unlabeled_share: _UnlabeledShare = _D.unlabeled_share,
+    synth_scans: _SynthScans = _D.synth_scans,
+    synth_matrix: _SynthMatrix = _D.synth_matrix,
     synth_seed: Annotated[int, typer.Option(help="Synthetic cohort: seed")] = _D.synth_seed,
-    synth_dir: Annotated[
-        Path | None, typer.Option(help="Where to keep the synthetic cohort (default: user cache)")
-    ] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Preprocessed-slice cache (default: ~/.cache/ugss/slices)")
-    ] = None,
+    synth_dir: _SynthDir = None,
+    cache_dir: _CacheDir = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = _R.device,
     amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA only)")] = _R.amp,
     seed: Annotated[int, typer.Option(help="Seed of weights, batches and dropout")] = _R.seed,
@@ -290,60 +323,7 @@ def main_command(
     setup_logging(verbose, quiet, default=logging.WARNING)
     check_run_folder(out, resume)
     console.quiet = quiet
-    config = TrainConfig(
-        data=DataConfig(
-            data_dir=str(data) if data else None,
-            manifest=str(manifest) if manifest else None,
-            unlabeled_dirs=tuple(str(u) for u in unlabeled or ()),
-            synth_scans=synth_scans,
-            synth_matrix=synth_matrix,
-            synth_seed=synth_seed,
-            synth_dir=str(synth_dir) if synth_dir else None,
-            input_size=input_size,
-            test_fraction=test_fraction,
-            val_fraction=val_fraction,
-            labeled_fraction=labeled_fraction,
-            split_seed=split_seed,
-            cache_dir=str(cache_dir) if cache_dir else None,
-            crop_size=crop_size,
-            positive_fraction=positive_fraction,
-            unlabeled_share=unlabeled_share,
-        ),
-        model=ModelConfig(
-            dropout_at=dropout_at, dropout_rate=dropout_rate, dropout_kind=dropout_kind, arch=arch
-        ),
-        method=MethodConfig(
-            method=method,
-            teacher_update=teacher_update,
-            consistency=consistency,
-            uncertainty_mask=not (no_uncertainty or no_uncertainty_mask),
-            use_confidence=not (no_uncertainty or no_confidence),
-            mc_samples=mc_samples,
-            delta=delta,
-            lambda_max=lambda_max,
-            lambda_init=lambda_init,
-            lambda_exponent=lambda_exponent,
-            lambda_ramp=lambda_ramp,
-            teacher_noise=teacher_noise,
-            alpha_start=alpha_start,
-            alpha_end=alpha_end,
-            ema_decay=ema_decay,
-            wema_student_weight=wema_student_weight,
-            calibrate=not no_calibrate,
-        ),
-        optim=OptimConfig(
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs,
-            patience=patience,
-        ),
-        run=RunConfig(
-            out=str(out), device=device, amp=amp, seed=seed, threads=threads, resume=resume
-        ),
-    )
+    config = _config(locals())
     is_main = int(os.environ.get("RANK", "0")) == 0
     columns = (
         TextColumn("{task.description}"),
@@ -360,6 +340,35 @@ def main_command(
     hooks.stop()
     if is_main and not quiet:
         _report(result)
+
+
+def _config(args: dict) -> TrainConfig:
+    """The training configuration from the command's arguments: an option fills the config
+    field of its name; the rest are spelled out here."""
+
+    def pick(cls, **given):
+        names = {f.name for f in fields(cls)} - set(given)
+        return cls(**{k: v for k, v in args.items() if k in names}, **given)
+
+    def path(value) -> str | None:
+        return str(value) if value else None
+
+    no_unc = args["no_uncertainty"]
+    return TrainConfig(
+        data=pick(
+            DataConfig, data_dir=path(args["data"]), manifest=path(args["manifest"]),
+            unlabeled_dirs=tuple(str(u) for u in args["unlabeled"] or ()),
+            synth_dir=path(args["synth_dir"]), cache_dir=path(args["cache_dir"]),
+        ),
+        model=pick(ModelConfig),
+        method=pick(
+            MethodConfig, uncertainty_mask=not (no_unc or args["no_uncertainty_mask"]),
+            use_confidence=not (no_unc or args["no_confidence"]),
+            calibrate=not args["no_calibrate"],
+        ),
+        optim=pick(OptimConfig),
+        run=pick(RunConfig, out=str(args["out"])),
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -224,52 +224,72 @@ def _select_records(
     return _checkpoint_records(ck.config, ck.data["split"], split), split
 
 
+# the options of main_command (help text as --help prints it)
+_Model = Annotated[
+    Path,
+    typer.Argument(help="Checkpoint (.pt) or exported model (.onnx).", metavar="MODEL"),
+]
+
+_Data = Annotated[
+    Path | None,
+    typer.Option("-i", "--data", help="PhysioNet CT-ICH folder to evaluate on.", metavar="DIR"),
+]
+
+_Manifest = Annotated[
+    Path | None,
+    typer.Option("--manifest", help="CSV/JSON manifest of scans and masks.", metavar="FILE"),
+]
+
+_Split = Annotated[
+    str,
+    typer.Option(
+        help="test | val | train | all of the split recorded in the checkpoint or exported "
+        "model (default: test without --data, all with it).",
+        show_default=False,
+    ),
+]
+
+_Out = Annotated[
+    Path | None,
+    typer.Option(
+        "-o",
+        "--out",
+        help="Report folder (default: eval-SPLIT beside the model).",
+        metavar="DIR",
+    ),
+]
+
+_Which = Annotated[
+    str,
+    typer.Option(help="Checkpoint weights: auto (the validated ones) | teacher | student."),
+]
+
+_McSamples = Annotated[
+    int,
+    typer.Option(help="MC-dropout samples (0: deterministic; ONNX: >0 uses the MC graph)."),
+]
+
+_Threshold = Annotated[
+    float | None,
+    typer.Option(help="Probability threshold (default: the model's).", show_default=False),
+]
+
+_MinComponentMl = Annotated[
+    float, typer.Option(help="ONNX path: drop components smaller than this (mL).")
+]
+
+
 @app.command()
 def main_command(
-    model: Annotated[
-        Path,
-        typer.Argument(help="Checkpoint (.pt) or exported model (.onnx).", metavar="MODEL"),
-    ],
-    data: Annotated[
-        Path | None,
-        typer.Option("-i", "--data", help="PhysioNet CT-ICH folder to evaluate on.", metavar="DIR"),
-    ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option("--manifest", help="CSV/JSON manifest of scans and masks.", metavar="FILE"),
-    ] = None,
-    split: Annotated[
-        str,
-        typer.Option(
-            help="test | val | train | all of the split recorded in the checkpoint or exported "
-            "model (default: test without --data, all with it).",
-            show_default=False,
-        ),
-    ] = "",
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "-o",
-            "--out",
-            help="Report folder (default: eval-SPLIT beside the model).",
-            metavar="DIR",
-        ),
-    ] = None,
-    which: Annotated[
-        str,
-        typer.Option(help="Checkpoint weights: auto (the validated ones) | teacher | student."),
-    ] = DEFAULT_WEIGHTS,
-    mc_samples: Annotated[
-        int,
-        typer.Option(help="MC-dropout samples (0: deterministic; ONNX: >0 uses the MC graph)."),
-    ] = 0,
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="Probability threshold (default: the model's).", show_default=False),
-    ] = None,
-    min_component_ml: Annotated[
-        float, typer.Option(help="ONNX path: drop components smaller than this (mL).")
-    ] = 0.0,
+    model: _Model,
+    data: _Data = None,
+    manifest: _Manifest = None,
+    split: _Split = "",
+    out: _Out = None,
+    which: _Which = DEFAULT_WEIGHTS,
+    mc_samples: _McSamples = 0,
+    threshold: _Threshold = None,
+    min_component_ml: _MinComponentMl = 0.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Slices per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="Checkpoints: auto | cpu | cuda.")] = "auto",
     threads: ThreadsOpt = 0,
