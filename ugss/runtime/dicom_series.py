@@ -30,6 +30,7 @@ from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from ugss.errors import DicomSeriesError
 from ugss.runtime.dicom_write import write_dicom_series, write_dicom_stack
+from ugss.runtime.io import has_dicom_magic, read_head
 from ugss.runtime.volume import SourceGrid, Volume, VolumeSource, canonicalize
 
 __all__ = [
@@ -172,11 +173,10 @@ def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
 def _read_header(path: Path) -> Dataset | None:
     """A DICOM file's header without pixel data; None for files that are not DICOM images."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
+        head = read_head(path)
     except OSError as exc:
         raise DicomSeriesError(f"{path}: cannot read ({exc.strerror})") from exc
-    if head[128:132] == b"DICM":
+    if has_dicom_magic(head):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception as exc:

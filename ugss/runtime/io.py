@@ -28,6 +28,28 @@ OUTPUT_SUFFIXES = (
 # a labeled cohort (PhysioNet CT-ICH, ugss-synth): its scans are in ct_scans/; masks/, cavity/
 # and dicom/ (the same scans as DICOM series) beside it are not scans to segment
 COHORT_SCANS = "ct_scans"
+# a DICOM Part 10 file: a 128-byte preamble, then these four bytes
+DICOM_MAGIC = b"DICM"
+_DICOM_HEAD = 128 + len(DICOM_MAGIC)
+
+
+def has_dicom_magic(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) is that of a DICOM Part 10 file.
+
+    The one "is this a DICOM file" test of the package; :func:`is_dicom_file` reads the bytes.
+    """
+    return head[128:_DICOM_HEAD] == DICOM_MAGIC
+
+
+def read_head(path: str | Path) -> bytes:
+    """The first bytes of a file, as many as :func:`has_dicom_magic` needs (``OSError`` passes)."""
+    with open(path, "rb") as fh:
+        return fh.read(_DICOM_HEAD)
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """True when ``path`` starts like a DICOM Part 10 file; ``OSError`` when it cannot be read."""
+    return has_dicom_magic(read_head(path))
 
 
 def read_volume(path: str | Path) -> Volume:
@@ -41,9 +63,7 @@ def read_volume(path: str | Path) -> Volume:
         return read_dicom_series(path)
     if is_nifti_path(path):
         return read_nifti(path)
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    if head[128:132] == b"DICM":
+    if is_dicom_file(path):
         raise VolumeError(
             f"{path}: a single DICOM file; pass the folder that holds the whole series"
         )
@@ -55,9 +75,8 @@ def _looks_like_dicom_folder(folder: Path, files: list[Path]) -> bool:
         if f.suffix.lower() == ".dcm" or f.name == "DICOMDIR":
             return True
         try:
-            with open(f, "rb") as fh:
-                if fh.read(132)[128:132] == b"DICM":
-                    return True
+            if is_dicom_file(f):
+                return True
         except OSError:
             continue
     return False

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ugss.errors import InputError
-from ugss.runtime.io import find_scans
+from ugss.runtime.io import find_scans, is_dicom_file
 from ugss.runtime.nifti import is_nifti_path
 from ugss.train.manifest import ScanRecord
 
@@ -58,9 +58,8 @@ def _holds_dicom(folder: Path) -> bool:
         if f.suffix.lower() == ".dcm":
             return True
         try:
-            with open(f, "rb") as fh:
-                if fh.read(132)[128:132] == b"DICM":
-                    return True
+            if is_dicom_file(f):
+                return True
         except OSError:
             continue
     return False
