@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import onnxruntime as ort
 
+from ugss.cache_root import user_cache_root
 from ugss.errors import InputError
 from ugss.runtime.model_info import (
     DET_OUTPUT,
@@ -204,8 +205,9 @@ def profile_batches(info: ModelInfo, max_batch: int) -> tuple[int, int, int]:
 
 def _tensorrt_providers(path: Path, cache_dir: str | Path | None, fp16: bool) -> list[Any]:
     """onnxruntime's TensorRT provider with explicit profile shapes (no engine rebuild when the
-    last slab is smaller), an engine cache folder and optional fp16; the CUDA provider behind it
-    for nodes TensorRT does not take, and the CPU last."""
+    last slab is smaller), an engine cache folder (default ``user_cache_root() / "trt"``) and
+    optional fp16; the CUDA provider behind it for nodes TensorRT does not take, and the CPU
+    last."""
     from ugss.runtime.segment import DEFAULT_SLAB
 
     opts = ort.SessionOptions()
@@ -216,7 +218,7 @@ def _tensorrt_providers(path: Path, cache_dir: str | Path | None, fp16: bool) ->
     shapes = [
         f"{INPUT_NAME}:{b}x{channels}x{size}x{size}" for b in profile_batches(info, DEFAULT_SLAB)
     ]
-    cache = Path(cache_dir or Path.home() / ".cache" / "ugss" / "trt")
+    cache = Path(cache_dir) if cache_dir else user_cache_root() / "trt"
     cache.mkdir(parents=True, exist_ok=True)
     options = {
         "trt_engine_cache_enable": True,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ugss.cache_root import user_cache_root
 from ugss.errors import InputError
 from ugss.runtime.io import read_volume
 from ugss.runtime.nifti import read_nifti
@@ -42,11 +43,6 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 SLAB = 16  # slices preprocessed at a time: bounded memory for thin-slice scans
-
-
-def default_cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ugss"
 
 
 @dataclass(frozen=True)
@@ -164,7 +160,7 @@ def cache_scan(
     cache_root: str | Path | None = None,
 ) -> CachedScan:
     """Preprocessed slices of one scan, built on first use and memory-mapped afterwards."""
-    root = Path(cache_root) if cache_root else default_cache_root() / "slices"
+    root = Path(cache_root) if cache_root else user_cache_root() / "slices"
     root.mkdir(parents=True, exist_ok=True)
     entry = root / cache_key(record, size, windows)
     if not (entry / "meta.json").is_file():

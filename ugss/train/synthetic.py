@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 from ugss import __version__
+from ugss.cache_root import user_cache_root
 from ugss.errors import ConfigError
-from ugss.train.cache import default_cache_root
 from ugss.train.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def synthetic_cohort_dir(cfg: DataConfig) -> Path:
     if cfg.synth_dir:
         return Path(cfg.synth_dir)
     name = f"synth-n{cfg.synth_scans}-m{cfg.synth_matrix}-s{cfg.synth_seed}-v{__version__}"
-    return default_cache_root() / name
+    return user_cache_root() / name
 
 
 def is_complete_cohort(root: Path) -> bool:
