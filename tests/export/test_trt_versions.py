@@ -18,7 +18,7 @@ import onnx
 import pytest
 from export_fixtures import Exported
 
-from ugss.errors import InputError
+from ugss.errors import InputError, TensorRTBuildError
 from ugss.export import tensorrt as trt_mod
 from ugss.export.cli import main
 from ugss.export.fp16 import fp32_nodes, to_fp16
@@ -255,7 +255,7 @@ def test_plan_parity_is_stored_beside_the_plan_or_the_plan_refused(
         assert side["ugss.export.plan_parity_mode"] == "exact" and parity.ok
         assert float(side["ugss.export.plan_mask_dice"]) >= MIN_MASK_DICE
     else:
-        with pytest.raises(trt_mod.TensorRTBuildError, match="plan refused"):
+        with pytest.raises(TensorRTBuildError, match="plan refused"):
             trt_mod.check_plan(build.plan, head_export.mc, info, build.profile, slices)
         assert not build.plan.exists() and not build.sidecar.exists()
 

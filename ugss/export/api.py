@@ -30,7 +30,7 @@ import onnx
 import torch
 
 from ugss import __version__
-from ugss.errors import ConfigError, InputError, UGSSError
+from ugss.errors import ConfigError, ExportError, InputError
 from ugss.runtime.engines import OnnxEngine, auto_batch_size, model_twin
 from ugss.runtime.interval import weak_warning
 from ugss.runtime.model_info import (
@@ -59,10 +59,6 @@ from .source import WEIGHTS, open_checkpoint
 from .verify import Parity, deterministic_parity, example_batch, mc_parity, run_to_run_change
 
 PARITY_BATCH = 2
-
-
-class ExportError(UGSSError):
-    """The exported graph does not reproduce PyTorch: a bug, not a user error."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ugss.errors import InputError, UGSSError
+from ugss.errors import InputError, TensorRTBuildError
 from ugss.runtime.engines import (
     PLAN_PROFILE_KEY,
     PLAN_TRT_VERSION_KEY,
@@ -53,10 +53,6 @@ WORKSPACE_GB = 4.0
 PARITY_SLICES = 32  # synthetic slices run through plan and onnxruntime CPU at export
 SUPPORTED_MAJORS = (10, 11)
 STRONGLY_TYPED_FROM = 11  # TensorRT 11 removed BuilderFlag.FP16 and precision constraints
-
-
-class TensorRTBuildError(UGSSError):
-    """TensorRT refused the network or failed to build it."""
 
 
 @dataclass(frozen=True)
