@@ -1,7 +1,8 @@
 """The one volume type: HU voxels in canonical axial order plus the geometry that places them.
 
-Axis conventions (see ``ugss.runtime.types``):
-- ``Volume.hu`` is ``(z, y, x)`` = ``(slice, row, column)``, float32 Hounsfield units.
+Axis conventions, used across the package:
+- ``Volume.hu`` is ``(z, y, x)`` = ``(slice, row, column)``, float32 Hounsfield units;
+  ``Volume.spacing`` is the voxel size in millimetres in the same ``(z, y, x)`` order.
 - Canonical orientation is the radiological axial display: column index runs to patient Left,
   row index to Posterior, slice index to Superior (nibabel axis codes ``L, P, S``). NIfTI files
   in any orientation and DICOM series both land here, so a model sees the same pixels from both.
@@ -9,6 +10,9 @@ Axis conventions (see ``ugss.runtime.types``):
   RAS+ millimetres, the NIfTI world convention. DICOM's LPS is converted by flipping x and y.
 - ``Volume.source_grid`` remembers the grid the data came from, so masks and maps can be written
   back onto exactly that grid (same shape, voxel order and affine).
+- Model input is ``(n, C, H, W)`` float32 in [0, 1], one channel per HU window (eq. 13–15);
+  model output is ``(n, 1, H, W)`` probability of hemorrhage (the graph contract is in
+  ``ugss.runtime.model_info``).
 """
 
 from __future__ import annotations
