@@ -2,7 +2,8 @@
 
 QC flags warn, they do not refuse: a scan with an unusual spacing or a cut-off head is still
 segmented, and the reader is told why the numbers may be less trustworthy. Thresholds are the
-module constants below.
+module constants below; the bone and head HU levels are the intracranial estimate's and the
+post-processing's (``BONE_HU``, ``HEAD_HU``), imported, not redefined.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ugss
 from ugss.runtime.engines import Engine
 from ugss.runtime.intracranial import (
     ADULT_ICV_ML,
+    BONE_HU,
     HEAD_ICV_ML,
     HEAD_SLICE_MM2,
     IntracranialSpace,
@@ -36,7 +38,12 @@ SLICE_MM = (0.4, 10.0)
 ANISOTROPY = 0.1  # in-plane row vs column spacing may differ by this fraction
 BORDER_HEAD_FRACTION = 0.05  # of a slice's border pixels inside the head → truncated FOV
 UNCERTAIN_BITS = 0.5  # a voxel this uncertain (p ≈ 0.11–0.89) counts as uncertain
-HIGH_MEAN_UNCERTAINTY_BITS = 0.4
+HIGH_MEAN_UNCERTAINTY_BITS = 0.4  # mean entropy inside the mask above this → high_uncertainty
+# ... or uncertain voxels (≥ UNCERTAIN_BITS) above max(floor, fraction × mask volume)
+UNCERTAIN_ML_FLOOR = 0.5
+UNCERTAIN_MASK_FRACTION = 0.5
+MIN_BONE_FRACTION = 0.001  # of sampled voxels above BONE_HU; below this → non_ct_like_intensities
+MAX_AIR_FRACTION = 0.97  # of sampled voxels below -500 HU; above this → non_ct_like_intensities
 STAGES = (
     "read",
     "intracranial",
@@ -214,11 +221,12 @@ def qc_flags(
             )
         )
     bone, air = seg.intensity["bone_fraction"], seg.intensity["air_fraction"]
-    if bone < 0.001 or air > 0.97:
+    if bone < MIN_BONE_FRACTION or air > MAX_AIR_FRACTION:
         flags.append(
             QCFlag(
                 "non_ct_like_intensities",
-                f"little bone ({bone:.2%} > 300 HU) or mostly air ({air:.0%}): is this a head CT?",
+                f"little bone ({bone:.2%} > {BONE_HU:g} HU) or mostly air ({air:.0%}): "
+                "is this a head CT?",
             )
         )
     flags += icv_flags(seg.intracranial)
@@ -227,7 +235,10 @@ def qc_flags(
     if (
         mean_unc is not None
         and uncertain_ml is not None
-        and (mean_unc > HIGH_MEAN_UNCERTAINTY_BITS or uncertain_ml > max(0.5, 0.5 * seg.volume_ml))
+        and (
+            mean_unc > HIGH_MEAN_UNCERTAINTY_BITS
+            or uncertain_ml > max(UNCERTAIN_ML_FLOOR, UNCERTAIN_MASK_FRACTION * seg.volume_ml)
+        )
     ):
         flags.append(
             QCFlag(

@@ -40,7 +40,12 @@ import numpy as np
 from ugss.errors import VolumeError
 from ugss.runtime.engines import Engine, auto_batch_size
 from ugss.runtime.interval import IntervalCalibration, volume_interval
-from ugss.runtime.intracranial import IntracranialSpace, estimate_intracranial, model_pixel_rows
+from ugss.runtime.intracranial import (
+    BONE_HU,
+    IntracranialSpace,
+    estimate_intracranial,
+    model_pixel_rows,
+)
 from ugss.runtime.model_info import KIND_MC
 from ugss.runtime.postprocess import (
     Component,
@@ -170,7 +175,7 @@ def ct_intensity_stats(hu: np.ndarray) -> dict[str, float]:
     return {
         "air_fraction": float(np.mean(sample < -500)),
         "soft_tissue_fraction": float(np.mean((sample > -100) & (sample < 150))),
-        "bone_fraction": float(np.mean(sample > 300)),
+        "bone_fraction": float(np.mean(sample > BONE_HU)),
         "very_high_fraction": float(np.mean(sample > 4000)),
         "finite": float(np.isfinite(sample).all()),
     }
