@@ -15,6 +15,9 @@ States:
   | quarantined (the decoder process crashed or hit a limit: kept for inspection, never rerun)
   | passed (study selection chose another series; ``error`` says why) | ignored (instances
   acknowledged but not kept: localizer, reformat, dose report; ``error`` says why)
+  → purged (retention: ``retention_h`` after its last instance a finished, quarantined, passed
+  or ignored series has its instances and results deleted; the row and its jobs stay, and a
+  new instance reopens it as receiving)
 - studies: a study is judged when none of its series had an instance for the quiet period
   (``quiet_studies``); ``queue_study`` records the choice and its jobs in one transaction
 - jobs: queued → running → done | failed (running jobs go back to queued on restart); kind
