@@ -5,12 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 from eval_cases import filled
 
 from ugss.evaluation import EvaluationAccumulator, write_markdown
-
-pytest.importorskip("matplotlib")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -15,6 +15,7 @@ from export_fixtures import Exported, torch_threads
 
 import ugss.export.tensorrt as trt_mod
 from ugss.export.cli import main
+from ugss.runtime import engines
 from ugss.train.predict import load_checkpoint
 
 
@@ -111,8 +112,35 @@ def test_trt_without_gpu(head_export: Exported, tmp_path, monkeypatch, capsys):
     assert_one_error(code, err, "--trt needs an NVIDIA GPU")
 
 
-def test_no_gpu_here_is_detected():
-    assert trt_mod.cuda_device_count() >= 0  # never raises, with or without a driver
+def test_gpu_count_agrees_with_torch():
+    count = trt_mod.cuda_device_count()
+    assert type(count) is int and count == torch.cuda.device_count()
+
+
+class _FakeDriver:
+    """libcuda's two calls: ``cuInit`` and ``cuDeviceGetCount`` with their CUresult codes."""
+
+    def __init__(self, init: int, count: int) -> None:
+        self.init, self.count = init, count
+
+    def cuInit(self, flags: int) -> int:
+        return self.init
+
+    def cuDeviceGetCount(self, out) -> int:
+        out._obj.value = self.count
+        return 0
+
+
+def test_gpu_count_without_a_driver(monkeypatch):
+    def no_library(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(engines.ctypes, "CDLL", no_library)
+    assert trt_mod.cuda_device_count() == 0  # no driver: 0, never an exception
+    monkeypatch.setattr(engines.ctypes, "CDLL", lambda name: _FakeDriver(init=100, count=2))
+    assert trt_mod.cuda_device_count() == 0  # CUDA_ERROR_NO_DEVICE from cuInit
+    monkeypatch.setattr(engines.ctypes, "CDLL", lambda name: _FakeDriver(init=0, count=2))
+    assert trt_mod.cuda_device_count() == 2
 
 
 @pytest.fixture(scope="module")

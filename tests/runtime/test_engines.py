@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import onnx_models as om
 import onnxruntime as ort
 import pytest
 
+import ugss
 from ugss.errors import InputError
 from ugss.runtime import engines
 from ugss.runtime.engines import (
@@ -124,12 +126,10 @@ def test_deterministic_twin_is_used_when_asked(models):
 
 
 def test_bundled_model(monkeypatch):
-    try:
-        path = engines.bundled_model_path()
-    except InputError as exc:
-        assert "bundled default model" in str(exc)
-    else:
-        assert open_engine(None).info.name and path.suffix == ".onnx"
+    path = engines.bundled_model_path()  # ugss/models/default.onnx is part of the repository
+    assert path == Path(ugss.__file__).parent / "models" / "default.onnx"
+    assert open_engine(None).info.kind == "mc"
+    assert open_engine(None, deterministic=True).info.kind == "deterministic"  # default-det.onnx
     monkeypatch.setattr(engines, "BUNDLED_MODEL", "no-such-model.onnx")
     with pytest.raises(InputError, match="pass --model"):
         open_engine(None)

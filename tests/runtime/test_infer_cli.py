@@ -11,9 +11,10 @@ import numpy as np
 import onnx_models as om
 import pytest
 
-from ugss.runtime import engines
 from ugss.runtime.infer_cli import expand_inputs, main, unique_names
 from ugss.runtime.io import read_volume
+from ugss.runtime.nifti import write_nifti
+from ugss.synth.scan import make_scan
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -233,18 +234,6 @@ def test_input_expansion(tmp_path):
     assert expand_inputs([str(tmp_path / "none*.nii")]) == [tmp_path / "none*.nii"]
 
 
-def _bundled_model_present() -> bool:
-    try:
-        engines.bundled_model_path()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.mark.skipif(
-    not _bundled_model_present(),
-    reason="the bundled default model (ugss/models/default.onnx) is not exported yet",
-)
 def test_bundled_default_model(scans, tmp_path, monkeypatch, capsys):
     code, _, err = run(monkeypatch, capsys, scans["bleed"], "-o", tmp_path, "--no-pictures")
     assert code == 0, err
@@ -257,11 +246,8 @@ def test_bundled_default_model(scans, tmp_path, monkeypatch, capsys):
 
 
 def test_synthetic_scan_in_another_orientation(models, tmp_path, monkeypatch, capsys):
-    """A ugss.synth scan stored in a non-canonical voxel order (when the synth package is here)."""
-    scan_mod = pytest.importorskip("ugss.synth.scan")
-    from ugss.runtime.nifti import write_nifti
-
-    volume, _, truth = scan_mod.make_scan(5, matrix=96, hemorrhage="subdural", orientation="PLS")
+    """A ugss.synth scan stored in a non-canonical voxel order."""
+    volume, _, truth = make_scan(5, matrix=96, hemorrhage="subdural", orientation="PLS")
     path = write_nifti(tmp_path / "synth.nii.gz", volume.hu, like=volume, dtype=np.int16)
     code, _, err = run(
         monkeypatch, capsys, path, "--model", models["mc"], "-o", tmp_path / "o", "--no-pictures"

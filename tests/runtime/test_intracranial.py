@@ -27,6 +27,7 @@ from ugss.runtime.intracranial import (
 from ugss.runtime.report import build_report
 from ugss.runtime.segment import segment_volume
 from ugss.runtime.volume import Volume
+from ugss.synth.scan import make_case
 
 A, B, C = 72.0, 92.0, 84.0  # outer half width (x), length (y), height (z), mm
 SCALP, SKULL = 5.0, 6.0  # thicknesses, mm
@@ -127,10 +128,7 @@ def test_estimate_matches_the_exact_cavity(name, z_mm, tilt):
 
 
 def test_estimate_of_a_synthetic_scan():
-    synth = pytest.importorskip("ugss.synth.scan")
-    if not hasattr(synth, "make_case"):
-        pytest.skip("ugss.synth.scan has no make_case")
-    case = synth.make_case(3, matrix=128, thin=False)
+    case = make_case(3, matrix=128, thin=False)
     space = estimate_intracranial(case.volume)
     assert dice(space.mask, case.cavity) >= 0.95
     assert ADULT_ICV_ML[0] * 0.6 < space.volume_ml < ADULT_ICV_ML[1] * 1.2
