@@ -13,6 +13,8 @@ refused) fails the item at once, with the status in its error.
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from ugss.dicom_node.db import OutboxItem
 from ugss.dicom_node.dimse import SendResult
 
 RETRIED_STATUSES = {408, 425, 429}
+# dicomweb-client runs each request through the ``retrying`` package even with its retries off,
+# which logs every failed attempt as a WARNING holding a formatted traceback; the outbox logs
+# the failure once, as one line, and retries it itself.
+logging.getLogger("retrying").setLevel(logging.ERROR)
 
 
 def web_session(config: NodeConfig) -> tuple[requests.Session, dict[str, str]]:
@@ -77,7 +83,7 @@ def _stow_one(client: DICOMwebClient, item: OutboxItem) -> SendResult:
         permanent = 400 <= status < 500 and status not in RETRIED_STATUSES
         return SendResult(item.id, False, f"HTTP {status} {_reason(exc)}", permanent=permanent)
     except requests.exceptions.SSLError as exc:
-        return SendResult(item.id, False, f"TLS: {_first_line(exc)}")
+        return SendResult(item.id, False, f"TLS: {_tls_reason(exc)}")
     except requests.RequestException as exc:
         return SendResult(item.id, False, f"{type(exc).__name__}: {_first_line(exc)}")
     failed = response.get("FailedSOPSequence") if response is not None else None
@@ -91,5 +97,23 @@ def _reason(exc: requests.HTTPError) -> str:
     return str(getattr(exc.response, "reason", "") or "")[:80]
 
 
-def _first_line(exc: Exception) -> str:
+def _tls_reason(exc: BaseException) -> str:
+    """The TLS failure itself (``certificate verify failed: …``, a host name mismatch), not
+    the layers of requests and urllib3 wrapped around it."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cur.verify_message}"[:200]
+        if isinstance(cur, ssl.SSLError):
+            return _first_line(cur)
+        todo.extend([getattr(cur, "reason", None), cur.__cause__, cur.__context__, *cur.args])
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0][:200]
