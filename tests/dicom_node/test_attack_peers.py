@@ -105,6 +105,15 @@ def test_per_peer_series_per_hour_and_slices_per_series(make_node, small, tmp_pa
     _still_serves(node, small)
 
 
+def test_voxels_per_series_bound_a_job_whatever_the_slice_count(make_node, small, tmp_path):
+    """Rows x Columns x slices: three 32² slices fit 3072 voxels, a fourth does not."""
+    node = make_node(quiet_period_s=30, max_series_voxels=3 * 32 * 32)
+    files = write_series(tmp_path / "wide", slices=5, size=32, entropy="voxels")
+    assert send_files(node.address[1], files, calling="WIDE") == [0, 0, 0, A700, A700]
+    assert node.stats.stored == 3
+    _still_serves(node, small)
+
+
 def test_a_flooding_peer_does_not_delay_another(make_node, pacs, small, tmp_path):
     """200 tiny series used to push a normal series from 3.6 s to 22 s; peers now take turns."""
     node = make_node(pacs=pacs, quiet_period_s=0.5)
