@@ -70,3 +70,82 @@ def test_bench_methods_tiny(tmp_path: Path):
     doc2 = json.loads(again.read_text())
     assert doc2["runs_trained"] == 0
     assert [r["test"]["dice"] for r in doc2["runs"]] == [r["test"]["dice"] for r in doc["runs"]]
+
+
+ABLATIONS = {"ugss-ema", "ugss-noconf", "ugss-nounc", "ugss-smoothl1"}
+RECORD_KEYS = {"setting", "labeled_fraction", "method", "seed", "dice_hem", "fp_ml_free"}
+
+
+@pytest.mark.slow
+def test_bench_methods_shift_tiny(tmp_path: Path):
+    """--shift --tiny: every planned (setting, fraction, method, seed) once, as the issue's
+    records; labeled scans from site A (shift) or B (same), one site-B test cohort for all."""
+    out = tmp_path / "methods.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--shift",
+            "--tiny",
+            "--seeds",
+            "0,1",
+            "--work",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = json.loads(out.read_text())
+    assert isinstance(records, list) and records
+    assert all(set(r) == RECORD_KEYS for r in records)
+    keys = [(r["setting"], r["labeled_fraction"], r["method"], r["seed"]) for r in records]
+    assert len(keys) == len(set(keys))
+    expected = set()
+    for s in (0, 1):
+        expected |= {("shift", 0.1, m, s) for m in METHODS | ABLATIONS}
+        expected |= {("shift", 0.3, m, s) for m in METHODS}
+        expected |= {("same", f, m, s) for f in (0.1, 0.3) for m in ("supervised", "ugss")}
+    assert set(keys) == expected
+    for r in records:
+        assert r["dice_hem"] != r["dice_hem"] or 0.0 <= r["dice_hem"] <= 1.0
+        assert r["fp_ml_free"] >= 0.0
+
+    details = json.loads((tmp_path / "methods-details.json").read_text())
+    runs = details["runs"]
+    assert len(runs) == len(records)
+    test_ids = runs[0]["test_ids"]
+    assert len(test_ids) == 4
+    for r in runs:
+        assert r["test_ids"] == test_ids  # one site-B test cohort for every run
+        site = "A" if r["setting"] == "shift" else "B"
+        assert r["labeled_ids"] and all(i.startswith(site) for i in r["labeled_ids"])
+        assert all(i.startswith(site) for i in r["val_ids"])
+        assert r["n_unlabeled"] == 5  # the site-B unlabeled folder, nothing of site A
+        t = r["test"]
+        assert t["n_hemorrhage"] == 2 and t["n_empty"] == 2
+        method = r["config"]["method"]
+        if r["method"] == "ugss-nounc":
+            assert not method["uncertainty_mask"] and not method["use_confidence"]
+        elif r["method"] == "ugss-noconf":
+            assert method["uncertainty_mask"] and not method["use_confidence"]
+        elif r["method"] == "ugss-ema":
+            assert method["teacher_update"] == "ema"
+        elif r["method"] == "ugss-smoothl1":
+            assert method["consistency"] == "smoothl1"
+        if r["method"].startswith("ugss"):
+            assert method["method"] == "ugss"
+    cohorts = details["cohorts"]
+    assert {k: v["site"] for k, v in cohorts.items()} == {
+        "A-labeled": "A",
+        "B-labeled": "B",
+        "B-unlabeled": "B",
+        "B-test": "B",
+    }
+    assert len({v["seed"] for v in cohorts.values()}) == 4
+    assert not {v["seed"] for v in cohorts.values()} & {0, 1, 7700113, 900000}
+    assert "| setting | labeled | method | seeds | Dice hem. | FP mL free" in proc.stdout
+    assert "Issue 17 target" in proc.stdout

@@ -119,12 +119,29 @@ class HeadAnatomy:
         return self.outer_radius(d) - self.scalp_t - self.skull_t * (1 + 0.2 * d[:, 1])
 
 
-def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> HeadAnatomy:
-    """A random adult head."""
-    atrophy = float(rng.beta(1.6, 2.2))
+def draw_anatomy(
+    rng: np.random.Generator,
+    *,
+    noise_sd: float | None = None,
+    atrophy: float | None = None,
+    head_scale: float = 1.0,
+    mimic_scale: float = 1.0,
+) -> HeadAnatomy:
+    """A random adult head.
+
+    ``atrophy`` (0–1) replaces the drawn atrophy factor (ventricles, sulci, fissures and
+    calcification odds follow it); ``head_scale`` multiplies the drawn outer head size (width,
+    length, height); ``mimic_scale`` multiplies the odds of each physiological calcification
+    (``draw_calcifications``). The defaults draw exactly what they always drew (the random
+    stream is consumed the same way whatever the overrides).
+    """
+    drawn_atrophy = float(rng.beta(1.6, 2.2))
+    atrophy = drawn_atrophy if atrophy is None else float(atrophy)
     width = rng.uniform(140.0, 160.0)
     length = rng.uniform(180.0, 200.0)
     height = rng.uniform(150.0, 175.0)
+    if head_scale != 1.0:
+        width, length, height = (float(x * head_scale) for x in (width, length, height))
     scale = 1.0 + 0.8 * atrophy  # ventricles grow with age
     ru = float(rng.uniform(3.5, 5.0) * np.sqrt(scale))  # Python floats: arrays stay float32
     vent = Ventricles(
@@ -175,7 +192,7 @@ def draw_anatomy(rng: np.random.Generator, *, noise_sd: float | None = None) -> 
         base=base,
         face=draw_face(rng, base, width / 2.0, length / 2.0, height / 2.0, c_low),
         dura=draw_dura(rng, base, vent_w=vent.w0, a=width / 2.0, b=length / 2.0),
-        calc=draw_calcifications(rng, vent, atrophy),
+        calc=draw_calcifications(rng, vent, atrophy, share=mimic_scale),
         hu=hu,
     )
 

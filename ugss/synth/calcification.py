@@ -47,12 +47,22 @@ def _radii(rng, lo: float, hi: float, flat: float = 1.0) -> tuple[float, float, 
     return (r * flat, r * float(rng.uniform(0.8, 1.2)), r * float(rng.uniform(0.8, 1.2)))
 
 
-def draw_calcifications(rng: np.random.Generator, vent, atrophy: float) -> Calcifications:
-    """The calcifications of one adult (``vent``: its Ventricles; ``atrophy`` 0–1)."""
+def draw_calcifications(
+    rng: np.random.Generator, vent, atrophy: float, *, share: float = 1.0
+) -> Calcifications:
+    """The calcifications of one adult (``vent``: its Ventricles; ``atrophy`` 0–1).
+
+    ``share`` multiplies each kind's odds (capped at 1): > 1 a population with more blood
+    mimics, < 1 fewer; 1 (the default) draws exactly what it always drew.
+    """
     items: list[Calcification] = []
     _, cv, cw = vent.third_center
     p_pineal, p_choroid = 0.4 + 0.4 * atrophy, 0.35 + 0.4 * atrophy
     p_pallidum, p_dural = 0.08 + 0.17 * atrophy, 0.1 + 0.15 * atrophy
+    if share != 1.0:
+        p_pineal, p_choroid, p_pallidum, p_dural = (
+            min(1.0, p * share) for p in (p_pineal, p_choroid, p_pallidum, p_dural)
+        )
     draws = rng.random(5)
     if draws[0] < p_pineal:
         c = np.array([0.0, cv + 13.0 + rng.uniform(0.0, 3.0), cw + rng.uniform(2.0, 6.0)])

@@ -17,7 +17,11 @@ Layout of ``OUT/``:
   above the cranial floor) on the scan's grid; ``truth.csv``'s ``icv_ml`` is its volume.
 
 Scan ``NNN`` is ``make_case(seed, matrix=…, thin=…, hemorrhage=…)`` with the ``seed``, ``thin`` and
-``hemorrhage_option`` of its truth row: any scan can be regenerated alone.
+``hemorrhage_option`` of its truth row: any scan can be regenerated alone. With
+``write_cohort(scan_options=…)`` (e.g. a synthetic site, ``ugss.synth.sites``) the scan also gets
+those options: it is ``make_case(seed, matrix=…, hemorrhage=…, **extra["scan_options"])`` with
+the scan's ``extra`` in ``cohort.json`` (``thin`` there is the planned flag, which decides the
+random stream; ``truth.csv``'s ``thin`` is the slice thickness actually drawn, < 4 mm).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import inspect
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -121,8 +125,15 @@ def write_cohort(
     compress: bool = False,
     cavity: bool = False,
     on_scan: Callable[[int, ScanTruth, float], None] | None = None,
+    scan_options: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> CohortSummary:
-    """``make_cohort`` with a callback ``on_scan(index, truth, seconds)`` after each scan."""
+    """``make_cohort`` with a callback ``on_scan(index, truth, seconds)`` after each scan.
+
+    ``scan_options(index)``: more ``make_case`` keyword options for scan ``index`` (0-based),
+    e.g. ``ugss.synth.sites.site_options("B", seed)``; they may override ``matrix`` and ``thin``
+    but not the planned ``hemorrhage``. ``None`` (the default) writes exactly the cohort
+    ``make_cohort`` writes.
+    """
     out_dir = Path(out_dir)
     validate_options(out_dir, n_scans, seed, matrix, thin_fraction, free_fraction)
     start = time.perf_counter()
@@ -136,7 +147,14 @@ def write_cohort(
     for index, (scan_seed, thin, option) in enumerate(plan):
         t0 = time.perf_counter()
         scan_id = f"{index + 1:0{width}d}"
-        case = make_case(scan_seed, matrix=matrix, thin=thin, hemorrhage=option)
+        extra_options: dict[str, Any] = {}
+        if scan_options is not None:
+            extra_options = dict(scan_options(index))
+            if "hemorrhage" in extra_options:
+                raise ConfigError("scan_options may not set 'hemorrhage' (the cohort plans it)")
+            thin = bool(extra_options.pop("thin", thin))
+        kwargs: dict[str, Any] = {"matrix": matrix, "thin": thin, **extra_options}
+        case = make_case(scan_seed, hemorrhage=option, **kwargs)
         volume, mask, truth = case.volume, case.mask, case.truth
         ct_rel, mask_rel = f"ct_scans/{scan_id}{suffix}", f"masks/{scan_id}{suffix}"
         ct_path = out_dir / ct_rel
@@ -159,7 +177,11 @@ def write_cohort(
             ct_path=ct_rel,
             mask_path=mask_rel,
             dicom_dir=dicom_rel,
-            extra={**truth.extra, "hemorrhage_option": option},
+            extra={
+                **truth.extra,
+                "hemorrhage_option": option,
+                **({"scan_options": {"thin": thin, **extra_options}} if scan_options else {}),
+            },
         )
         scans.append(truth)
         if on_scan is not None:
@@ -179,6 +201,8 @@ def write_cohort(
         "compress": compress,
         "cavity": cavity,
     }
+    if scan_options is not None:
+        options["scan_options"] = getattr(scan_options, "site", "custom")
     doc = {"options": options, "scans": [s.to_dict() for s in scans]}
     (out_dir / "cohort.json").write_text(json.dumps(doc, indent=1) + "\n")
     return summary

@@ -111,18 +111,25 @@ def _layout(rng, matrix: int, fov: str | None) -> tuple[int, int, str]:
 
 
 def _in_plane(
-    rng, anat: HeadAnatomy, pose: HeadPose, matrix: int, rows: int, cols: int, spacing: float | None
+    rng,
+    anat: HeadAnatomy,
+    pose: HeadPose,
+    matrix: int,
+    rows: int,
+    cols: int,
+    spacing: float | None,
+    fov_scale: float = 1.0,
 ):
     """Pixel spacing and the head centre's RAS x, y so the head fits inside the image.
 
-    The spacing is drawn for the nominal ``matrix`` (0.4–0.5 mm at 512), so a cut-down layout has
-    a smaller field of view, enlarged only as far as the head needs.
+    The spacing is drawn for the nominal ``matrix`` (0.4–0.5 mm at 512, times ``fov_scale``), so
+    a cut-down layout has a smaller field of view, enlarged only as far as the head needs.
     """
     pts = outer_points(anat, pose) - pose.center
     ext = pts.max(axis=0) - pts.min(axis=0)
     need = max((ext[0] + 2 * _MARGIN_MM) / cols, (ext[1] + 2 * _MARGIN_MM) / rows)
     if spacing is None:
-        s = max(rng.uniform(0.4, 0.5) * 512.0 / matrix, need)
+        s = max(rng.uniform(0.4, 0.5) * fov_scale * 512.0 / matrix, need)
         s = np.ceil(s * 1024.0) / 1024.0
     else:
         s = exact_mm(spacing)
@@ -236,6 +243,17 @@ def make_scan(
     return case.volume, case.mask, case.truth
 
 
+def _check_population(atrophy, head_scale, mimic_scale, fov_scale) -> None:
+    if atrophy is not None and not 0.0 <= atrophy <= 1.0:
+        raise ConfigError(f"atrophy must be 0–1, got {atrophy}")
+    if not 0.8 <= head_scale <= 1.2:
+        raise ConfigError(f"head scale must be 0.8–1.2, got {head_scale}")
+    if not 0.0 <= mimic_scale <= 10.0:
+        raise ConfigError(f"mimic scale must be 0–10, got {mimic_scale}")
+    if not 0.5 <= fov_scale <= 2.0:
+        raise ConfigError(f"field-of-view scale must be 0.5–2, got {fov_scale}")
+
+
 def _check_options(
     matrix, max_slices, slice_thickness, pixel_spacing, hemorrhage_ml, noise_sd, kernel
 ):
@@ -285,9 +303,10 @@ def _total_ml(rng, hemorrhage_ml: float | None) -> float:
     return float(np.exp(rng.uniform(np.log(0.3), np.log(30.0))))
 
 
-def _collections(rng, anat: HeadAnatomy, pix: float) -> tuple[ExtraAxial, ...]:
-    """A chronic (0–25 HU) or subacute isodense (30–45 HU) subdural in ~10 % of scans."""
-    if rng.random() >= 0.1:
+def _collections(rng, anat: HeadAnatomy, pix: float, share: float = 1.0) -> tuple[ExtraAxial, ...]:
+    """A chronic (0–25 HU) or subacute isodense (30–45 HU) subdural in ~10 % of scans
+    (× ``share``)."""
+    if rng.random() >= 0.1 * share:
         return ()
     coll = draw_extra_axial(rng, anat, "subdural", float(rng.uniform(15.0, 80.0)), pix)
     hu = float(rng.uniform(0.0, 25.0) if rng.random() < 0.6 else rng.uniform(30.0, 45.0))
@@ -308,6 +327,10 @@ def make_case(
     orientation: str | None = None,
     noise_sd: float | None = None,
     kernel: str | None = None,
+    atrophy: float | None = None,
+    head_scale: float = 1.0,
+    mimic_scale: float = 1.0,
+    fov_scale: float = 1.0,
 ) -> SynthCase:
     """One synthetic non-contrast head CT with its hemorrhage mask, truth and cavity.
 
@@ -325,14 +348,23 @@ def make_case(
     the storage grid for ``write_nifti``. ``noise_sd``: quantum noise (HU) instead of the
     kernel's drawn level. ``kernel``: ``"soft"``, ``"sharp"`` or ``None`` (sharp in ~18 %).
 
+    Population knobs (for synthetic "sites"; the defaults give exactly the scans they always
+    gave): ``atrophy`` 0–1 instead of the drawn age factor; ``head_scale`` (0.8–1.2) times the
+    drawn head size; ``mimic_scale`` (0–10) times the odds of calcifications and of chronic /
+    isodense subdural collections; ``fov_scale`` (0.5–2) times the drawn pixel spacing, i.e.
+    the field of view of a given matrix (the head fills less of a larger field).
+
     Returns a ``SynthCase``: ``volume.hu`` float32 integer-valued HU ``(z, y, x)``, ``mask``
     uint8 0/1, ``cavity`` bool and ``structures`` uint8 on the same grid.
     """
     _check_options(
         matrix, max_slices, slice_thickness, pixel_spacing, hemorrhage_ml, noise_sd, kernel
     )
+    _check_population(atrophy, head_scale, mimic_scale, fov_scale)
     rng, seed = _rng_and_seed(rng_or_seed)
-    anat = draw_anatomy(rng, noise_sd=noise_sd)
+    anat = draw_anatomy(
+        rng, noise_sd=noise_sd, atrophy=atrophy, head_scale=head_scale, mimic_scale=mimic_scale
+    )
     art = draw_artefacts(rng, kernel)
     if noise_sd is None:
         anat = replace(anat, hu=replace(anat.hu, noise_sd=draw_noise_sd(rng, art)))
@@ -340,13 +372,15 @@ def make_case(
         np.zeros(3), rng.uniform(-15.0, 15.0), rng.uniform(-12.0, 15.0), rng.uniform(-8.0, 8.0)
     )
     rows, cols, layout = _layout(rng, int(matrix), fov)
-    s, ox, oy, cx, cy = _in_plane(rng, anat, pose0, int(matrix), rows, cols, pixel_spacing)
+    s, ox, oy, cx, cy = _in_plane(
+        rng, anat, pose0, int(matrix), rows, cols, pixel_spacing, fov_scale
+    )
     pose = HeadPose(np.array([cx, cy, rng.uniform(-40.0, 40.0)]), pose0.rotation)
     sz, thin, cap = _slices(rng, thin, slice_thickness, max_slices)
     orientation = _orientation(rng, orientation)
     wanted = _kinds(rng, hemorrhage)
     total_ml = _total_ml(rng, hemorrhage_ml)
-    collections = _collections(rng, anat, s)
+    collections = _collections(rng, anat, s, mimic_scale)
     for _attempt in range(3):
         bleeds = draw_bleeds(rng, anat, wanted, total_ml, s, pose.to_ras)
         oz, n = _z_range(rng, anat, pose, bleeds, sz, cap)
