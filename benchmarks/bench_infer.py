@@ -93,7 +93,7 @@ def given_models(model: str | None) -> dict[str, Path]:
 
 def run_once(scan: Path, engine, out_dir: Path, pictures: bool, batch_size: int | None):
     """One scan through the CLI's own per-scan path; returns its stage timings and volume."""
-    from ugss.runtime.infer_cli import InferOptions, process_scan
+    from ugss.runtime.pipeline import InferOptions, process_scan
 
     opts = InferOptions(batch_size=batch_size, pictures=pictures)
     report = process_scan(scan, engine, out_dir, "bench", opts)

@@ -111,7 +111,7 @@ def test_output_name_taken_by_a_folder_is_a_listed_failure(
 def test_a_failed_scan_leaves_no_partial_files(det, scans, tmp_path, monkeypatch, capsys):
     """Item 7: outputs written before a scan fails are removed; an earlier run's files that
     this run did not rewrite stay."""
-    from ugss.runtime import infer_cli
+    from ugss.runtime import pipeline
 
     out = tmp_path / "out"
     out.mkdir()
@@ -120,7 +120,7 @@ def test_a_failed_scan_leaves_no_partial_files(det, scans, tmp_path, monkeypatch
     def failing_report(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(infer_cli, "build_report", failing_report)
+    monkeypatch.setattr(pipeline, "build_report", failing_report)
     code, _, err = run(
         monkeypatch, capsys, scans["bleed"], "--model", det, "-o", out, "--no-pictures"
     )
@@ -173,6 +173,7 @@ def test_batch_progress_summary_and_same_named_inputs(det, scans, tmp_path, monk
     assert "qc_flags" in bleed and "interval_low_ml" in bleed
 
 
+@pytest.mark.slow
 def test_every_output_name_is_known(det, scans, tmp_path, monkeypatch, capsys):
     """The names checked for folders in the way are the names written (pictures included)."""
     code, _, err = run(monkeypatch, capsys, scans["bleed"], "--model", det, "-o", tmp_path, "-q")
@@ -213,6 +214,7 @@ def test_no_input_is_one_line(monkeypatch, capsys):
     assert (code, err.splitlines()) == (2, ["Error: no input: give INPUT... or -i PATH"])
 
 
+@pytest.mark.integration
 def test_verbose_shows_ugss_debug_lines_not_matplotlib(det, scans, tmp_path, monkeypatch, capsys):
     """Item 10: -v shows the project's own log lines; matplotlib's font manager stays quiet."""
     import subprocess

@@ -101,7 +101,7 @@ def test_outputs_on_the_input_grid_with_consistent_volume(
 
 
 def test_unit_map_round_trip(tmp_path):
-    from ugss.runtime.infer_cli import write_unit_map
+    from ugss.runtime.pipeline import write_unit_map
 
     hu, _ = om.phantom_hu((5, 32, 40))
     volume = read_volume(save_ras_nifti(tmp_path / "s.nii.gz", hu))
@@ -264,6 +264,7 @@ def test_synthetic_scan_in_another_orientation(models, tmp_path, monkeypatch, ca
     assert report["scan"]["source_orientation"] == "PLS"
 
 
+@pytest.mark.integration
 def test_benchmark_tiny_mode_runs(tmp_path):
     """benchmarks/bench_infer.py --tiny: the CI smoke run of the benchmark keeps working."""
     import subprocess
@@ -286,6 +287,7 @@ def test_benchmark_tiny_mode_runs(tmp_path):
     assert "model" in proc.stdout
 
 
+@pytest.mark.integration
 def test_crop_benchmark_tiny_mode_runs():
     """benchmarks/bench_crop.py --tiny: full plane first, then one row per margin."""
     import subprocess
