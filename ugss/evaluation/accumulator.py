@@ -19,6 +19,7 @@ from ugss.evaluation.metrics import (
     LOA_Z,
     NAN,
     DetectionMetrics,
+    JsonRecord,
     VolumeAgreement,
     check_same_shape,
     detection_metrics,
@@ -63,7 +64,7 @@ class ScanResult:
 
 
 @dataclass(frozen=True)
-class OverlapSummary:
+class OverlapSummary(JsonRecord):
     """Dice/Jaccard over the cohort, per scan, pooled and per slice (rules in the definitions)."""
 
     dice_mean: float
@@ -81,9 +82,6 @@ class OverlapSummary:
     slice_jaccard_mean: float
     slice_jaccard_std: float
     n_slices_scored: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,13 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+class JsonRecord:
+    """Mixin for the frozen result dataclasses: ``to_dict`` is their fields, JSON-safe."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))  # type: ignore[call-overload]
+
+
 # --- overlap (eq. 16–17) and pixel accuracy (eq. 18) ------------------------------------------
 
 
@@ -229,15 +236,12 @@ def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class RocCurve:
+class RocCurve(JsonRecord):
     """ROC points: predicting positive when score ≥ threshold; starts at (0, 0), threshold +inf."""
 
     fpr: tuple[float, ...]
     tpr: tuple[float, ...]
     thresholds: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
 
 
 def roc_curve(truth: np.ndarray, scores: np.ndarray) -> RocCurve:
@@ -302,7 +306,7 @@ def detection_metrics(truth: np.ndarray, pred: np.ndarray, scores: np.ndarray) -
 
 
 @dataclass(frozen=True)
-class VolumeAgreement:
+class VolumeAgreement(JsonRecord):
     """Agreement of predicted with true volumes (mL) over ``n`` scans.
 
     ``r2``: 1 − Σ(V̂ − V)² / Σ(V − mean V)², against the identity line V̂ = V (can be < 0).
@@ -321,9 +325,6 @@ class VolumeAgreement:
     sd_diff_ml: float
     loa_lower_ml: float
     loa_upper_ml: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
 
 
 def r2_identity(true_ml: np.ndarray, pred_ml: np.ndarray) -> float:
