@@ -17,6 +17,7 @@ from ugss.train.losses import (
     positive_weight,
     positive_weight_from_masks,
     prior_correction,
+    raw_threshold,
     smooth_l1_consistency,
     uncertainty_guided_consistency,
     weighted_bce,
@@ -124,3 +125,14 @@ def test_prior_correction_recovers_the_unweighted_posterior():
     p = w * q / (w * q + 1 - q)
     z = math.log(p / (1 - p)) + prior_correction(w)
     assert 1 / (1 + math.exp(-z)) == pytest.approx(q)
+
+
+@pytest.mark.parametrize(("w", "t"), [(1.0, 0.5), (6.0, 0.5), (20.0, 0.5), (6.0, 0.3)])
+def test_raw_threshold_is_the_corrected_threshold_on_the_raw_sigmoid(w, t):
+    offset = prior_correction(w)
+    raw = raw_threshold(offset, t)
+    if t == 0.5:
+        assert raw == pytest.approx(w / (1 + w))  # the docstring of prior_correction
+    for p in (raw - 1e-6, raw + 1e-6):  # either side of it, the corrected probability is too
+        corrected = 1 / (1 + math.exp(-(math.log(p / (1 - p)) + offset)))
+        assert (p >= raw) == (corrected >= t)

@@ -46,7 +46,7 @@ from ugss.train.checkpoint import read_checkpoint, save_checkpoint
 from ugss.train.config import TrainConfig
 from ugss.train.data import BatchSampler, TrainingData, prepare_data
 from ugss.train.distributed import DistInfo, barrier, broadcast_flag, init_distributed, shutdown
-from ugss.train.losses import prior_correction
+from ugss.train.losses import prior_correction, raw_threshold
 from ugss.train.manifest import ScanRecord, load_records, read_physionet
 from ugss.train.model import ResUNet, build_model
 from ugss.train.schedules import WarmupCosine, consistency_weight, cosine_decay
@@ -263,7 +263,7 @@ class _Run:
 
     @property
     def raw_threshold(self) -> float:
-        return 1.0 / (1.0 + math.exp(self.offset))  # sigmoid(logit + offset) >= ½
+        return raw_threshold(self.offset)
 
     @property
     def ramp_steps(self) -> int:
@@ -583,7 +583,7 @@ def _finish(
             data.role("test"),
             device=device,
             batch_size=config.run.val_batch_size,
-            threshold=1.0 / (1.0 + math.exp(float(doc.get("logit_offset", 0.0)))),
+            threshold=raw_threshold(float(doc.get("logit_offset", 0.0))),
         )
         test_dice, test_pooled = test.dice, test.pooled
     summary = data.summary()

@@ -156,6 +156,12 @@ def prior_correction(w_pos: float) -> float:
     return -math.log(w_pos) if w_pos > 0 else 0.0
 
 
+def raw_threshold(offset: float, threshold: float = 0.5) -> float:
+    """The threshold on the raw sigmoid p that equals ``threshold`` on the corrected
+    probability sigmoid(logit(p) + offset): sigmoid(logit(threshold) − offset)."""
+    return 1.0 / (1.0 + math.exp(offset - math.log(threshold / (1.0 - threshold))))
+
+
 def weighted_bce(logits: torch.Tensor, target: torch.Tensor, w_pos: float) -> torch.Tensor:
     """Eq. 6: −mean(w_pos·y·log p + w_neg·(1−y)·log(1−p)) with w_neg = 1, over all pixels."""
     pos_weight = torch.tensor(w_pos, dtype=logits.dtype, device=logits.device)
