@@ -11,11 +11,18 @@ one),
 ``logit_offset`` (−ln w_pos: added to the head bias for inference it turns the weighted-BCE
 output into a calibrated probability, ``losses.prior_correction``) and ``threshold`` (0.5 on
 that calibrated probability). ``ugss.train.predict.load_checkpoint`` applies the offset.
+
+``Checkpoint`` is that content as a typed record: the training loop writes ``to_dict()`` and
+reads resume state and scores the best epoch through it, ``predict.load_checkpoint`` rebuilds the
+network from it. The file stays a plain dict (``torch.save``), so a checkpoint of format 1 needs
+no conversion; keys a reader does not know are ignored, and the keys an export-only checkpoint
+(weights and model description, no optimizer) omits have defaults.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,58 @@ from ugss.errors import InputError
 
 FORMAT = "ugss-checkpoint"
 FORMAT_VERSION = 1
+WEIGHTS = ("student", "teacher")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint holds (see the module doc); ``to_dict`` is what the file stores."""
+
+    model: dict[str, Any]  # ModelConfig.to_dict()
+    input_size: int
+    windows: str  # windows_to_str
+    student: dict[str, Any]
+    teacher: dict[str, Any] | None = None
+    method: str = ""
+    eval_model: str = "student"
+    val_dice: dict[str, float] = field(default_factory=dict)
+    logit_offset: float = 0.0
+    threshold: float = 0.5
+    config: dict[str, Any] | None = None  # TrainConfig.to_dict()
+    data: dict[str, Any] = field(default_factory=dict)  # split scan ids, w_pos, …
+    step: int = 0
+    epoch: int = 0
+    # resume state: absent from export-only checkpoints
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
+    rng: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, shallow (``asdict`` would deep-copy every weight tensor)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], where: str = "checkpoint") -> Checkpoint:
+        """The checkpoint in ``doc`` (header and unknown keys ignored; ``None`` for a key with
+        a default is that default); a missing model description is an ``InputError``."""
+        known = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in doc.items() if k in known and v is not None}
+        missing = [k for k in ("model", "input_size", "windows", "student") if k not in kept]
+        if missing:
+            raise InputError(f"{where}: not a complete UGSS checkpoint (no {', '.join(missing)})")
+        return cls(**kept)
+
+    def weights(self, which: str) -> dict[str, Any] | None:
+        """The ``student`` or ``teacher`` state dict (None: this checkpoint has none)."""
+        if which not in WEIGHTS:
+            raise InputError(f"which must be auto, teacher or student, got {which!r}")
+        return self.student if which == "student" else self.teacher
+
+    @property
+    def can_resume(self) -> bool:
+        return None not in (self.optimizer, self.scheduler, self.scaler, self.state, self.rng)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -55,3 +114,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if int(doc.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format is newer than this ugss")
     return doc
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """``read_checkpoint`` as a ``Checkpoint``."""
+    return Checkpoint.from_dict(read_checkpoint(path, map_location), str(path))

@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ugss.errors import ConfigError
 from ugss.runtime.preprocess import windows_to_str
-from ugss.train.checkpoint import read_checkpoint, save_checkpoint
+from ugss.train.checkpoint import Checkpoint, load, save_checkpoint
 from ugss.train.config import TrainConfig
 from ugss.train.data import BatchSampler, TrainingData, prepare_data
 from ugss.train.distributed import DistInfo, barrier, broadcast_flag, init_distributed, shutdown
@@ -156,9 +156,11 @@ def _prepare(config: TrainConfig, dinfo: DistInfo, hooks: TrainHooks) -> Trainin
     return data
 
 
-def _resume_config(config: TrainConfig, doc: dict[str, Any]) -> TrainConfig:
+def _resume_config(config: TrainConfig, ckpt: Checkpoint) -> TrainConfig:
     """The saved configuration, with this invocation's run settings (device, threads, out)."""
-    saved = TrainConfig.from_dict(doc["config"])
+    if ckpt.config is None or not ckpt.can_resume:
+        raise ConfigError("the checkpoint holds no training state to resume from")
+    saved = TrainConfig.from_dict(ckpt.config)
     run = asdict(config.run)
     run["seed"] = saved.run.seed
     merged = TrainConfig.from_dict({**saved.to_dict(), "run": run})
@@ -283,22 +285,22 @@ class _Run:
 
 def _open(
     config: TrainConfig, hooks: TrainHooks, device: torch.device, dinfo: DistInfo
-) -> tuple[TrainConfig, dict[str, Any] | None, TrainingData]:
+) -> tuple[TrainConfig, Checkpoint | None, TrainingData]:
     """Read ``last.pt`` when resuming (its configuration wins) and prepare the data."""
     out = Path(config.run.out)
     last_path = out / LAST
-    doc = None
+    ckpt = None
     if config.run.resume and last_path.is_file():
-        doc = read_checkpoint(last_path)
-        config = _resume_config(config, doc)
-        log.info("resuming %s at epoch %d", last_path, doc["epoch"])
+        ckpt = load(last_path)
+        config = _resume_config(config, ckpt)
+        log.info("resuming %s at epoch %d", last_path, ckpt.epoch)
     elif last_path.exists() and not config.run.resume:
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it or a new --out")
     out.mkdir(parents=True, exist_ok=True)
     data = _prepare(config, dinfo, hooks)
-    if doc is not None and doc["data"]["split"] != data.split.to_dict():
+    if ckpt is not None and ckpt.data.get("split") != data.split.to_dict():
         raise ConfigError("the data split differs from the checkpoint's: the data changed")
-    return config, doc, data
+    return config, ckpt, data
 
 
 def _build(config: TrainConfig, device: torch.device, dinfo: DistInfo, data: TrainingData) -> _Run:
@@ -347,47 +349,49 @@ def _build(config: TrainConfig, device: torch.device, dinfo: DistInfo, data: Tra
     )  # fmt: skip
 
 
-def _restore(run: _Run, doc: dict[str, Any]) -> None:
+def _restore(run: _Run, ckpt: Checkpoint) -> None:
     """Every state of ``last.pt``, so the run continues as if it had not stopped."""
-    run.student.load_state_dict(doc["student"])
+    assert ckpt.can_resume  # _resume_config refused it otherwise
+    run.student.load_state_dict(ckpt.student)
     if run.teacher is not None:
-        run.teacher.load_state_dict(doc["teacher"])
-    run.optimizer.load_state_dict(doc["optimizer"])
-    run.schedule.load_state_dict(doc["scheduler"])
-    run.scaler.load_state_dict(doc["scaler"])
-    run.state = _State(**doc["state"])
-    run.val_dice = dict(doc.get("val_dice") or {})
-    _restore_rng(run.rng, doc["rng"][run.dinfo.rank] if run.dinfo.enabled else doc["rng"][0])
+        run.teacher.load_state_dict(ckpt.teacher)
+    run.optimizer.load_state_dict(ckpt.optimizer)
+    run.schedule.load_state_dict(ckpt.scheduler)
+    run.scaler.load_state_dict(ckpt.scaler)
+    run.state = _State(**ckpt.state)  # type: ignore[arg-type]
+    run.val_dice = dict(ckpt.val_dice)
+    rngs = ckpt.rng or []
+    _restore_rng(run.rng, rngs[run.dinfo.rank] if run.dinfo.enabled else rngs[0])
     _truncate_log(run.out / METRICS, run.state.epoch)
 
 
-def _payload(run: _Run) -> dict[str, Any]:
+def _payload(run: _Run) -> Checkpoint:
     rngs = [_rng_state(run.rng)]
     if run.dinfo.enabled:
         rngs = [None] * run.dinfo.world_size
         torch.distributed.all_gather_object(rngs, _rng_state(run.rng))
     config, state = run.config, run.state
-    return {
-        "config": config.to_dict(),
-        "model": config.model.to_dict(),
-        "input_size": config.data.input_size,
-        "windows": windows_to_str(run.data.windows),
-        "method": config.method.method,
-        "eval_model": pick_eval_model(run.val_dice),
-        "val_dice": dict(run.val_dice),
-        "logit_offset": run.offset,
-        "threshold": 0.5,
-        "student": run.student.state_dict(),
-        "teacher": None if run.teacher is None else run.teacher.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.schedule.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "state": asdict(state),
-        "rng": rngs,
-        "data": run.summary,
-        "step": state.step,
-        "epoch": state.epoch,
-    }
+    return Checkpoint(
+        config=config.to_dict(),
+        model=config.model.to_dict(),
+        input_size=config.data.input_size,
+        windows=windows_to_str(run.data.windows),
+        method=config.method.method,
+        eval_model=pick_eval_model(run.val_dice),
+        val_dice=dict(run.val_dice),
+        logit_offset=run.offset,
+        threshold=0.5,
+        student=run.student.state_dict(),
+        teacher=None if run.teacher is None else run.teacher.state_dict(),
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.schedule.state_dict(),
+        scaler=run.scaler.state_dict(),
+        state=asdict(state),
+        rng=rngs,
+        data=run.summary,
+        step=state.step,
+        epoch=state.epoch,
+    )
 
 
 def _step(run: _Run) -> tuple[float, dict[str, float]]:
@@ -523,11 +527,11 @@ def _train(
         device = torch.device("cuda", dinfo.local_rank)
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    config, doc, data = _open(config, hooks, device, dinfo)
+    config, ckpt, data = _open(config, hooks, device, dinfo)
     run = _build(config, device, dinfo, data)
     log_path = run.out / METRICS
-    if doc is not None:
-        _restore(run, doc)
+    if ckpt is not None:
+        _restore(run, ckpt)
     elif log_path.exists():
         log_path.unlink()
     hooks.on_start(_start_info(run))
@@ -545,9 +549,9 @@ def _train(
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         state.stopped = broadcast_flag(dinfo, state.stopped, device)
-        doc_now = _payload(run)
+        ckpt_now = _payload(run)
         if dinfo.is_main:
-            save_checkpoint(run.out / LAST, doc_now)
+            save_checkpoint(run.out / LAST, ckpt_now.to_dict())
             if state.best_epoch == state.epoch:
                 shutil.copyfile(run.out / LAST, run.out / BEST)
             hooks.on_epoch(record)
@@ -573,17 +577,17 @@ def _finish(
     best_path = out / BEST
     eval_model = "student"
     if is_main and best_path.is_file():
-        doc = read_checkpoint(best_path, map_location=device)
-        eval_model = str(doc.get("eval_model", "student"))
+        best = load(best_path, map_location=device)
+        eval_model = best.eval_model
     if is_main and data.split.test and best_path.is_file():
         model = ResUNet(config.model).to(device)
-        model.load_state_dict(doc[eval_model])
+        model.load_state_dict(best.weights(eval_model))
         test = validate(
             model,
             data.role("test"),
             device=device,
             batch_size=config.run.val_batch_size,
-            threshold=raw_threshold(float(doc.get("logit_offset", 0.0))),
+            threshold=raw_threshold(best.logit_offset),
         )
         test_dice, test_pooled = test.dice, test.pooled
     summary = data.summary()

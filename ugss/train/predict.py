@@ -24,7 +24,7 @@ from ugss.runtime.preprocess import (
     windows_from_str,
 )
 from ugss.runtime.volume import Volume
-from ugss.train.checkpoint import read_checkpoint
+from ugss.train.checkpoint import load
 from ugss.train.config import TrainConfig
 from ugss.train.losses import entropy_bits
 from ugss.train.model import ModelConfig, ResUNet
@@ -122,35 +122,33 @@ def load_checkpoint(
     With ``calibrated`` (the default) the checkpoint's ``logit_offset`` is added to the head
     bias, so the network outputs the prior-corrected probability and ``threshold`` applies.
     """
-    doc = read_checkpoint(path, map_location=device)
+    ckpt = load(path, map_location=device)
     if which == "auto":
-        which = doc.get("eval_model", "student")
-    if which not in ("teacher", "student"):
-        raise InputError(f"which must be auto, teacher or student, got {which!r}")
-    state = doc.get(which)
+        which = ckpt.eval_model
+    state = ckpt.weights(which)
     if state is None:
         raise InputError(f"{path}: the checkpoint has no {which} weights")
-    mcfg = ModelConfig.from_dict(doc["model"])
+    mcfg = ModelConfig.from_dict(ckpt.model)
     model = ResUNet(mcfg)
     model.load_state_dict(state)
-    offset = float(doc.get("logit_offset", 0.0))
+    offset = float(ckpt.logit_offset)
     if calibrated and offset:
         with torch.no_grad():
             model.head.bias.add_(offset)
     model.to(device).eval()
     return LoadedCheckpoint(
         model=model,
-        input_size=int(doc["input_size"]),
-        windows=windows_from_str(doc["windows"]),
+        input_size=int(ckpt.input_size),
+        windows=windows_from_str(ckpt.windows),
         model_config=mcfg,
         which=which,
-        method=str(doc.get("method", "")),
+        method=str(ckpt.method),
         path=str(path),
-        threshold=float(doc.get("threshold", 0.5)),
+        threshold=float(ckpt.threshold),
         logit_offset=offset,
         calibrated=calibrated,
-        config=TrainConfig.from_dict(doc["config"]) if "config" in doc else None,
-        data=dict(doc.get("data", {})),
-        epoch=int(doc.get("epoch", 0)),
-        step=int(doc.get("step", 0)),
+        config=None if ckpt.config is None else TrainConfig.from_dict(ckpt.config),
+        data=dict(ckpt.data),
+        epoch=int(ckpt.epoch),
+        step=int(ckpt.step),
     )
