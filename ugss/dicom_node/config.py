@@ -27,6 +27,7 @@ from typing import Any
 
 from ugss.dicom_node import selection
 from ugss.errors import ConfigError
+from ugss.known_keys import known_keys
 from ugss.runtime.engines import PROVIDER_CHOICES
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2 AE: 16 chars, no backslash
@@ -264,11 +265,8 @@ class NodeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**{k: _convert(k, v) for k, v in data.items()})
+        known = known_keys(cls, data, strict=True, what="configuration")
+        return cls(**{k: _convert(k, v) for k, v in known.items()})
 
     def with_overrides(self, **overrides: Any) -> NodeConfig:
         """A copy with the non-None overrides applied (CLI flags beat the file)."""

@@ -15,8 +15,9 @@ that calibrated probability). ``ugss.train.predict.load_checkpoint`` applies the
 ``Checkpoint`` is that content as a typed record: the training loop writes ``to_dict()`` and
 reads resume state and scores the best epoch through it, ``predict.load_checkpoint`` rebuilds the
 network from it. The file stays a plain dict (``torch.save``), so a checkpoint of format 1 needs
-no conversion; keys a reader does not know are ignored, and the keys an export-only checkpoint
-(weights and model description, no optimizer) omits have defaults.
+no conversion; keys a reader does not know are logged and ignored (``ugss.known_keys``), and
+the keys an export-only checkpoint (weights and model description, no optimizer) omits have
+defaults.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ import torch
 
 from ugss import __version__
 from ugss.errors import InputError
+from ugss.known_keys import known_keys
 
 FORMAT = "ugss-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = ("student", "teacher")
+_HEADER = ("format", "format_version", "ugss_version", "torch_version")  # save_checkpoint's
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,8 @@ class Checkpoint:
     def from_dict(cls, doc: dict[str, Any], where: str = "checkpoint") -> Checkpoint:
         """The checkpoint in ``doc`` (header and unknown keys ignored; ``None`` for a key with
         a default is that default); a missing model description is an ``InputError``."""
-        known = {f.name for f in fields(cls)}
-        kept = {k: v for k, v in doc.items() if k in known and v is not None}
+        body = {k: v for k, v in doc.items() if k not in _HEADER}
+        kept = {k: v for k, v in known_keys(cls, body, strict=False).items() if v is not None}
         missing = [k for k in ("model", "input_size", "windows", "student") if k not in kept]
         if missing:
             raise InputError(f"{where}: not a complete UGSS checkpoint (no {', '.join(missing)})")
@@ -91,8 +94,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "ugss_version": __version__}
-    doc["torch_version"] = torch.__version__
+    doc: dict[str, Any] = dict(
+        zip(_HEADER, (FORMAT, FORMAT_VERSION, __version__, torch.__version__), strict=True)
+    )
     doc.update(payload)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(doc, tmp)

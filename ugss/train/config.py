@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ugss.errors import ConfigError
+from ugss.known_keys import known_keys
 from ugss.runtime.preprocess import DEFAULT_WINDOWS, Window, windows_from_str, windows_to_str
 from ugss.train.model import DOWNSAMPLE, ModelConfig
 
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 class _Section:
     """``to_dict``/``from_dict`` for the frozen config sections.
 
-    ``from_dict`` ignores (and logs) keys it does not know, so a checkpoint written by a newer
-    version still loads; values are validated by the section's ``__post_init__``.
+    ``from_dict`` ignores (and logs) keys it does not know (``ugss.known_keys``: what a program
+    wrote), so a checkpoint written by a newer version still loads; values are validated by the
+    section's ``__post_init__``.
     """
 
     def to_dict(self) -> dict[str, Any]:
@@ -37,11 +39,7 @@ class _Section:
 
     @classmethod
     def from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = set(d) - names
-        if unknown:
-            log.warning("ignoring unknown %s keys: %s", cls.__name__, ", ".join(sorted(unknown)))
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**known_keys(cls, d, strict=False))
 
 
 def _check(cond: bool, message: str) -> None:

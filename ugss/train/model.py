@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ugss.errors import ConfigError
+from ugss.known_keys import known_keys
 from ugss.train.dropout import DROPOUT_KINDS, mc_dropout, noise_shape
 
 SITES = ("bottleneck", "dec4", "dec3", "dec2", "dec1", "head")
@@ -96,7 +97,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        return cls(**known_keys(cls, d, strict=False))
 
 
 class ResBlock(nn.Module):
