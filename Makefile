@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ugss-installed
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Unit tests only (under a minute on 2 cores): no other program, nothing slow, no GPU.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration and not slow and not gpu"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ugss tests benchmarks scripts

@@ -88,6 +88,7 @@ def test_version(name, monkeypatch, capsys):
     assert run(monkeypatch, capsys, name, "--version") == (0, f"ugss {ugss.__version__}\n", "")
 
 
+@pytest.mark.integration
 def test_python_m_ugss_version():
     proc = subprocess.run(
         [sys.executable, "-m", "ugss", "--version"], capture_output=True, text=True, timeout=60

@@ -34,6 +34,7 @@ def det_model(path: Path, training: dict) -> Path:
     return om.save(om.build_det_model(om.det_info(training=training)), path)
 
 
+@pytest.mark.slow
 def test_onnx_eval_scores_only_the_recorded_split(cohort, tmp_path, monkeypatch, capsys):
     training = {"weights": "teacher", "data": {"split_ids": SPLIT}}
     model = det_model(tmp_path / "m.onnx", training)
@@ -44,6 +45,7 @@ def test_onnx_eval_scores_only_the_recorded_split(cohort, tmp_path, monkeypatch,
     assert "teacher" in out  # the weights the model holds are in the table
 
 
+@pytest.mark.slow
 def test_onnx_eval_without_a_recorded_split_says_so(cohort, tmp_path, monkeypatch, capsys):
     model = det_model(tmp_path / "m.onnx", {})
     out_dir = tmp_path / "ev"
@@ -74,6 +76,7 @@ def test_eval_checks_the_report_folder_before_the_work(cohort, tmp_path, monkeyp
     )
 
 
+@pytest.mark.slow
 def test_one_scan_console_says_what_the_markdown_says(cohort, tmp_path, monkeypatch, capsys):
     """Item 14: no ``nan`` or "1 scans" on the console where evaluation.md says n/a, 1 scan;
     item 9: ``--threads 0`` is all cores here too."""

@@ -88,6 +88,7 @@ def test_unwritable_output_folder(scans, tmp_path, monkeypatch, capsys):
     )
 
 
+@pytest.mark.slow
 def test_output_name_taken_by_a_folder_is_a_listed_failure(
     det, scans, tmp_path, monkeypatch, capsys
 ):

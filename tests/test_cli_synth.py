@@ -18,6 +18,7 @@ def run(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     return exc.value.code or 0, out.out, out.err
 
 
+@pytest.mark.slow
 def test_smaller_rerun_leaves_no_stale_scan(tmp_path, monkeypatch, capsys):
     out = tmp_path / "cohort"
     common = ("--matrix", "32", "--seed", "1", "-q")

@@ -10,6 +10,7 @@ import pytest
 DEPLOYMENT_MODULES = ["ugss.runtime", "ugss.dicom_node"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("module", DEPLOYMENT_MODULES)
 def test_deployment_module_does_not_import_torch(module):
     code = (

@@ -115,6 +115,7 @@ def test_dockerignore_keeps_what_the_image_copies(name):
         assert needed in ignore
 
 
+@pytest.mark.integration
 def test_hadolint():
     venv_bin = str(Path(sys.executable).parent)
     exe = shutil.which("hadolint") or shutil.which("hadolint", path=venv_bin)
@@ -132,6 +133,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_healthcheck_against_the_real_node_with_the_image_config(tmp_path, monkeypatch):
     """healthcheck.py against a real node with the image's config: 0 when it answers, 1 for a
     calling AE the config does not list, 1 when nothing listens."""

@@ -63,6 +63,7 @@ def test_service_keys():
     assert any(line.split()[:2] == ["u", "ugss-node"] for line in sysusers.splitlines())
 
 
+@pytest.mark.integration
 def test_exec_start_flags_are_accepted_by_the_node(tmp_path):
     """The node parses ExecStart's flags with the Orthanc example config (as the header says)."""
     one = {k: v[-1] for k, v in parse_unit(UNIT.read_text())["Service"].items()}
@@ -79,6 +80,7 @@ def test_exec_start_flags_are_accepted_by_the_node(tmp_path):
     assert str(tmp_path / "spool") in run.stdout
 
 
+@pytest.mark.integration
 def test_systemd_analyze_verify(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:

@@ -29,7 +29,7 @@ from test_hostile_inputs import _encoded, _still_serves
 from ugss.dicom_node import dimse, series
 from ugss.dicom_node.status import format_status, read_status
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 A900, C000 = dimse.DATASET_DOES_NOT_MATCH_SOP_CLASS, dimse.CANNOT_UNDERSTAND
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -80,6 +80,7 @@ def _old_path_exit(folder: Path) -> int:
     return run.returncode
 
 
+@pytest.mark.integration
 def test_hostile_jpeg2000_is_refused_at_the_door(make_node, small, tmp_path):
     """The codestreams abort a process that decodes them; the node refuses them unread."""
     files = _j2k_series(small, tmp_path)
@@ -89,6 +90,7 @@ def test_hostile_jpeg2000_is_refused_at_the_door(make_node, small, tmp_path):
     _still_serves(node, small)
 
 
+@pytest.mark.integration
 def test_decoder_crash_quarantines_the_series_and_the_node_serves(
     make_node, small, tmp_path, monkeypatch
 ):

@@ -16,7 +16,7 @@ from test_hostile_inputs import _still_serves
 from ugss.dicom_node.config import Peer
 from ugss.errors import ConfigError
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from test_hostile_inputs import _still_serves
 
 from ugss.dicom_node import dimse
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 A700, A900 = dimse.OUT_OF_RESOURCES, dimse.DATASET_DOES_NOT_MATCH_SOP_CLASS
 

@@ -18,7 +18,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from test_hostile_inputs import _still_serves
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 TIMEOUT_S = 2.0
 
@@ -138,6 +138,7 @@ def certs(tmp_path):
     return _certificates(tmp_path)
 
 
+@pytest.mark.integration
 def test_silent_connections_to_the_tls_port_block_no_one(make_node, small, certs):
     """A silent TCP connection to the TLS port used to block every TLS client (and shutdown)."""
     node = make_node(tls_cert=certs["srv.pem"], tls_key=certs["srv.key"],
@@ -156,6 +157,7 @@ def test_silent_connections_to_the_tls_port_block_no_one(make_node, small, certs
         s.close()
 
 
+@pytest.mark.integration
 def test_tls_stallers_and_partial_pdus_together(make_node, small, certs):
     """Ten stalled TLS connections: a normal TLS peer is served within the timeout + 5 s."""
     node = make_node(tls_cert=certs["srv.pem"], tls_key=certs["srv.key"],

@@ -33,6 +33,7 @@ def _run(folder, engine, results, **kw):
     return out, info
 
 
+@pytest.mark.integration
 def test_outputs_are_valid_and_read_back(series34, engine, tmp_path):
     out, info = _run(series34[0].parent, engine, tmp_path, overlay=True)
     kinds = [f.kind for f in out.files]
@@ -55,6 +56,7 @@ def test_outputs_are_valid_and_read_back(series34, engine, tmp_path):
         assert dciodvfy_errors(f.path) == [], f.kind
 
 
+@pytest.mark.integration
 def test_no_hemorrhage_gives_an_empty_seg_and_zero_volume(empty_series, engine, tmp_path):
     out, info = _run(empty_series[0].parent, engine, tmp_path)
     seg = next(f.path for f in out.files if f.kind == "seg")
@@ -67,6 +69,7 @@ def test_no_hemorrhage_gives_an_empty_seg_and_zero_volume(empty_series, engine, 
         assert dciodvfy_errors(out.files[1].path) == []
 
 
+@pytest.mark.slow
 def test_deterministic_mode_has_no_interval(series34, engine, tmp_path):
     out, _ = _run(series34[0].parent, engine, tmp_path, use_mc=False)
     value, low, high = read_volume_ml(pydicom.dcmread(out.files[1].path))

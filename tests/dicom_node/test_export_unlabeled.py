@@ -116,6 +116,7 @@ def test_without_dicognito_one_line_names_the_extra(spool: Path, tmp_path: Path,
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.integration
 def test_the_export_imports_no_torch_or_onnx():
     import subprocess
     import sys

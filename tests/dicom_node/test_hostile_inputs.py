@@ -23,7 +23,7 @@ from pynetdicom.sop_class import Verification
 from ugss.dicom_node import dimse
 from ugss.dicom_node.scp import MAX_PDU_READ
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -245,6 +245,7 @@ def test_oversized_association_request_is_refused_unread(make_node, small):
     _still_serves(node, small)
 
 
+@pytest.mark.integration
 def test_plaintext_to_a_tls_port_is_refused(make_node, small, tmp_path):
     from test_dcmtk import _certificates
 

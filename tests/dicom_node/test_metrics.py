@@ -13,7 +13,7 @@ from ugss.dicom_node.config import Destination, NodeConfig
 from ugss.dicom_node.node import Node
 from ugss.errors import ConfigError
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

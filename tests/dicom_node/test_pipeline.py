@@ -15,7 +15,7 @@ from ugss.dicom_node.sr import read_volume_ml
 from ugss.runtime.dicom_series import read_dicom_series_with_refs
 from ugss.runtime.segment import segment_volume
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"

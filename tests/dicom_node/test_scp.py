@@ -10,7 +10,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from ugss.dicom_node import dimse
 from ugss.dicom_node.config import Peer
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 
 def _spool_files(node):

@@ -29,7 +29,7 @@ from ugss.dicom_node.cli import app
 from ugss.dicom_node.config import Destination, Peer
 from ugss.dicom_node.sr import read_not_assessed, read_series_notes, read_volume_ml
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # each test starts a node and waits out its quiet periods
 
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -45,6 +45,7 @@ def _classes(datasets) -> list[str]:
     return sorted("SEG" if d.SOPClassUID == SEG_CLASS else "SR" for d in datasets)
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(ORTHANC is None, reason="Orthanc not installed (apt-get install orthanc)")
 def test_six_series_study_from_orthanc_gets_one_seg_and_one_sr(tmp_path, make_node, study):
     study_uid, series = study

@@ -60,6 +60,7 @@ def bleed_ml(volume: Volume) -> float:
     return volume.volume_ml((volume.hu > 60) & (volume.hu < 80))
 
 
+@pytest.mark.slow
 def test_tilted_series_volume_equals_the_untilted_one(tmp_path):
     flat = read_dicom_series_of(tmp_path / "flat", *scan(0.0))
     tilted = read_dicom_series_of(tmp_path / "tilt", *scan(20.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from eval_cases import filled
 
 from ugss.evaluation import EvaluationAccumulator, write_markdown
@@ -12,6 +13,7 @@ from ugss.evaluation import EvaluationAccumulator, write_markdown
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_write_plots_makes_pngs(summary, tmp_path):
     from ugss.evaluation import write_plots
 
@@ -38,6 +40,7 @@ def test_markdown_file(summary, tmp_path):
     assert path.read_text(encoding="utf-8").startswith("# demo\n")
 
 
+@pytest.mark.integration
 def test_import_has_no_heavy_side_effects(tmp_path):
     code = (
         "import sys, importlib, pkgutil, ugss.evaluation as m\n"

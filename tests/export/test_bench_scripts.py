@@ -15,6 +15,7 @@ from ugss.export.tensorrt import cuda_device_count
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+@pytest.mark.integration
 def test_trt_gpu_script_exits_2_with_one_line_without_gpu(tmp_path: Path):
     try:
         import tensorrt  # noqa: F401
@@ -35,6 +36,7 @@ def test_trt_gpu_script_exits_2_with_one_line_without_gpu(tmp_path: Path):
     assert not (tmp_path / "t.json").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_bench_export_tiny(tmp_path: Path):
     out = tmp_path / "bench.json"

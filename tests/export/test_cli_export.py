@@ -171,6 +171,7 @@ def test_checkpoint_option_mismatch(
     assert not list(tmp_path.iterdir())  # refused before writing anything
 
 
+@pytest.mark.slow
 def test_element_dropout_exports_with_graph_noise(odd_ckpts, tmp_path, monkeypatch, capsys):
     out = tmp_path / "el.onnx"
     args = [str(odd_ckpts["element"]), "--onnx", str(out), "--noise", "graph", "--mc-samples", "4"]

@@ -39,6 +39,7 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory):
     return options, result
 
 
+@pytest.mark.slow
 def test_int8_twins_are_written_described_and_quantized(int8_export):
     options, result = int8_export
     int8_arts = [a for a in result.artifacts if a.form == "onnx-int8"]
@@ -61,6 +62,7 @@ def test_int8_twins_are_written_described_and_quantized(int8_export):
     assert fp32_meta["ugss.export.precision"] == "fp32"
 
 
+@pytest.mark.slow
 def test_int8_model_runs_in_the_runtime_close_to_fp32(int8_export):
     options, _ = int8_export
     for src in (options.det_path, options.onnx):
@@ -76,6 +78,7 @@ def test_int8_model_runs_in_the_runtime_close_to_fp32(int8_export):
             assert b.sample_counts is not None and b.sample_counts.shape == (3, 8)
 
 
+@pytest.mark.slow
 def test_deterministic_flag_finds_the_int8_twin(int8_export):
     options, _ = int8_export
     engine = open_engine(model_twin(options.onnx, int8=True), provider="cpu", deterministic=True)
@@ -102,6 +105,7 @@ def test_calibration_reads_the_users_scans(tmp_path: Path):
     assert calibration_slices(info, [str(path)], max_slices=8).slices.shape == calib.slices.shape
 
 
+@pytest.mark.slow
 def test_int8_option_errors(tmp_path: Path, monkeypatch, capsys):
     with pytest.raises(ConfigError, match="--calibration applies to --int8"):
         ExportOptions(onnx=tmp_path / "m.onnx", calibration=("x",))

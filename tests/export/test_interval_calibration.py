@@ -80,6 +80,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory):
     return options, result
 
 
+@pytest.mark.slow
 def test_export_stores_the_calibration_in_the_mc_model(calibrated):
     options, result = calibrated
     assert result.interval is not None and result.interval.seconds > 0
@@ -94,6 +95,7 @@ def test_export_stores_the_calibration_in_the_mc_model(calibrated):
     assert METADATA_KEY not in read_onnx_metadata(options.det_path)  # only MC has intervals
 
 
+@pytest.mark.slow
 def test_int8_and_triton_copies_carry_the_calibration(calibrated):
     options, result = calibrated
     cal = result.interval.calibration
@@ -104,6 +106,7 @@ def test_int8_and_triton_copies_carry_the_calibration(calibrated):
     assert METADATA_KEY not in (options.triton / options.det_name / "config.pbtxt").read_text()
 
 
+@pytest.mark.slow
 def test_runtime_reads_the_calibration(calibrated):
     options, result = calibrated
     info = OnnxEngine(options.onnx, provider="cpu").info
@@ -119,6 +122,7 @@ def test_without_calibration_the_runtime_says_uncalibrated(head_export: Exported
     assert not iv.calibrated and "uncalibrated" in iv.method
 
 
+@pytest.mark.slow
 def test_synthetic_default_uses_the_cached_cohort(tmp_path: Path):
     """No data folder: the validation scans come from the synthetic cohort (cached here)."""
     ids = write_cohort(tmp_path / "synth", 4)
@@ -141,6 +145,7 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return int(exc.value.code or 0), out.out, out.err
 
 
+@pytest.mark.slow
 def test_cli_folder_with_few_scans_warns_loudly(tmp_path: Path, monkeypatch, capsys):
     write_cohort(tmp_path / "few", 3)
     with torch_threads(1):
@@ -182,6 +187,7 @@ def test_options_refuse_contradictions(tmp_path: Path):
         ExportOptions(tmp_path / "m.onnx", interval_calibration=False, interval_cohort=tmp_path)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_bench_interval_tiny(tmp_path: Path):
     out = tmp_path / "bench.json"

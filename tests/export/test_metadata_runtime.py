@@ -9,6 +9,7 @@ import sys
 
 import onnx
 import onnxruntime as ort
+import pytest
 from export_fixtures import Exported
 
 from ugss.runtime.engines import OnnxEngine, open_engine
@@ -55,6 +56,7 @@ def test_deterministic_twin_metadata(head_export: Exported):
     assert head_export.det.name == "model-det.onnx"
 
 
+@pytest.mark.slow
 def test_runtime_noise_shape_agrees_with_the_graph(head_export: Exported, decoder_export: Exported):
     """engines.py feeds dropout_noise[T, C]: its shape must be the graph's and the metadata's."""
     for exp, channels in ((head_export, 16), (decoder_export, 256 + 128)):
@@ -91,6 +93,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.integration
 def test_runtime_runs_the_export_without_torch(head_export: Exported):
     proc = subprocess.run(
         [sys.executable, "-c", RUNTIME_SCRIPT, str(head_export.mc)],

@@ -52,7 +52,9 @@ def test_deterministic_parity_with_dynamic_batch_and_size(head_export: Exported,
     assert np.abs(prob - ref).max() < 1e-4
 
 
-@pytest.mark.parametrize("which", ["head_export", "decoder_export"])
+@pytest.mark.parametrize(
+    "which", ["head_export", pytest.param("decoder_export", marks=pytest.mark.slow)]
+)
 def test_mc_graph_equals_torch_mc_with_the_same_noise(request, which):
     exp: Exported = request.getfixturevalue(which)
     sess = session(exp.mc)
@@ -70,6 +72,7 @@ def test_mc_graph_equals_torch_mc_with_the_same_noise(request, which):
     assert ent.min() >= 0.0 and ent.max() <= 1.0 + 1e-6
 
 
+@pytest.mark.slow
 def test_mc_outputs_vary_and_their_mean_approaches_the_torch_mc_mean(head_export: Exported):
     """Runs with fresh host noise (a new seed) differ; averaged over many they approach the torch
     MC mean estimated with 2048 samples."""

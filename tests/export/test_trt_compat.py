@@ -65,6 +65,7 @@ def profile_for(model: onnx.ModelProto, max_batch: int = 8):
     return plan_profile(ModelInfo.from_metadata(meta), channels, max_batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["head_export", "decoder_export", "element_export"])
 def test_every_exported_graph_passes_the_tensorrt_rules(request, which):
     exp: Exported = request.getfixturevalue(which)
@@ -76,6 +77,7 @@ def test_every_exported_graph_passes_the_tensorrt_rules(request, which):
         assert not found, (which, name, describe(found, 10))
 
 
+@pytest.mark.slow
 def test_graph_noise_is_random_uniform_with_a_shape(head_export: Exported, element_export):
     graph = load(variants(head_export)["triton-mc"]).graph
     (rng,) = [n for n in graph.node if n.op_type.startswith("Random")]
@@ -90,6 +92,7 @@ def test_graph_noise_is_random_uniform_with_a_shape(head_export: Exported, eleme
     assert likes and all(n.input[0] not in inits for n in likes)
 
 
+@pytest.mark.slow
 def test_int8_twins_are_refused_only_for_their_uint8_qdq(head_export: Exported, tmp_path):
     """The CPU int8 twins never go to TensorRT (``--trt`` builds from the fp32 graphs); the
     only rule they break is onnxruntime's uint8 activations, and the checker says so."""
@@ -140,6 +143,7 @@ def test_the_checker_finds_the_patterns_tensorrt_refuses(head_export: Exported):
     assert {f.rule for f in trt_findings(mc, profile)} == {"shape"}
 
 
+@pytest.mark.slow
 def test_the_runtime_runs_old_and_new_graph_noise_models(head_export: Exported, tmp_path):
     """Models exported before the change (``RandomUniformLike``) still run, as the new ones do;
     both draw fresh noise per run, and their MC means agree with host-noise runs."""

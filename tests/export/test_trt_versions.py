@@ -181,6 +181,7 @@ def near_rate_noise(shape, rate: float, seed: int = 2) -> np.ndarray:
     return u.astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["head_export", "decoder_export"])
 def test_fp16_graph_keeps_the_tail_and_the_dropout_comparison_fp32(request, which):
     exp: Exported = request.getfixturevalue(which)

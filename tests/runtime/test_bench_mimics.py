@@ -46,6 +46,7 @@ def test_summary_counts_false_positives_coverage_and_large_errors():
     assert s["icv_dice_min"] == pytest.approx(0.96)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_bench_mimics_tiny(tmp_path: Path):
     out = tmp_path / "mimics.json"
@@ -76,6 +77,7 @@ def test_tuning_seeds_are_not_the_held_out_ones():
     assert not held & tuning
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_tune_components_tiny(tmp_path: Path):
     out = tmp_path / "findings.json"

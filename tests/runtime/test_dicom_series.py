@@ -354,6 +354,7 @@ def test_not_a_folder(tmp_path):
         read_dicom_series(tmp_path / "absent")
 
 
+@pytest.mark.integration
 def test_dicom_modules_do_not_import_torch():
     code = (
         "import sys, ugss.runtime.dicom_series, ugss.runtime.dicom_write; "

@@ -61,6 +61,7 @@ def scans(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_outputs_on_the_input_grid_with_consistent_volume(
     models, scans, tmp_path, monkeypatch, capsys
 ):
@@ -234,6 +235,7 @@ def test_input_expansion(tmp_path):
     assert expand_inputs([str(tmp_path / "none*.nii")]) == [tmp_path / "none*.nii"]
 
 
+@pytest.mark.slow
 def test_bundled_default_model(scans, tmp_path, monkeypatch, capsys):
     code, _, err = run(monkeypatch, capsys, scans["bleed"], "-o", tmp_path, "--no-pictures")
     assert code == 0, err

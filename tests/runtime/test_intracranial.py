@@ -152,6 +152,7 @@ def test_findings_outside_the_skull_are_dropped(engines):
     assert seg.volume_ml == pytest.approx(clean.volume_ml, rel=0.02)
 
 
+@pytest.mark.slow
 def test_mc_interval_counts_only_the_intracranial_space(engines):
     inside = segment_volume(head(extra_axial=True)[0], engines["mc"])
     both = segment_volume(head(extra_axial=True, outside=True)[0], engines["mc"])
@@ -221,6 +222,7 @@ def test_icv_flags_tell_truncation_from_implausible():
     assert [f.code for f in icv_flags(small)] == ["implausible_icv"]
 
 
+@pytest.mark.integration
 def test_icv_in_json_markdown_and_sr(engines, tmp_path):
     volume, _, _ = head(extra_axial=True)
     seg = segment_volume(volume, engines["mc"])
@@ -241,6 +243,7 @@ def test_icv_in_json_markdown_and_sr(engines, tmp_path):
     assert read_not_assessed(sr) is None
 
 
+@pytest.mark.integration
 def test_sr_of_a_scan_that_is_not_a_head(engines, tmp_path):
     from ugss.dicom_node.sr import NOT_HEAD_CT, read_not_assessed, read_volume_ml
 
@@ -280,6 +283,7 @@ def _sr(seg, path):
     return pydicom.dcmread(path)
 
 
+@pytest.mark.slow
 def test_ugss_infer_exits_0_on_a_scan_that_is_not_a_head(tmp_path, monkeypatch, capsys):
     from ugss.runtime.infer_cli import main
     from ugss.runtime.nifti import write_nifti
@@ -330,6 +334,7 @@ def test_estimate_is_fast():
     assert float(np.median(times)) < 1.5
 
 
+@pytest.mark.integration
 def test_benchmark_tiny_mode_runs():
     """benchmarks/bench_intracranial.py --tiny: one small scan per set, then the model share."""
     import subprocess
@@ -345,6 +350,7 @@ def test_benchmark_tiny_mode_runs():
     assert len(rows) == 1 and float(rows[0][2]) >= 0.9  # mean Dice of the tiny scans
 
 
+@pytest.mark.slow
 def test_node_job_on_a_series_that_is_not_a_head(engines, tmp_path):
     """The node's job passes the assessment through: SR "not assessed", no volume claimed,
     result.json and the overlay caption say so."""

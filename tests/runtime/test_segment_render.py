@@ -53,6 +53,7 @@ def segmented(tmp_path_factory):
     return volume, segment_volume(volume, engine)
 
 
+@pytest.mark.slow
 def test_pictures_are_valid_pngs(segmented, tmp_path):
     volume, seg = segmented
     written = render_all(volume, seg, tmp_path, "scan")
@@ -89,6 +90,7 @@ def test_mesh_lands_on_the_scan_in_lps_and_encloses_the_mask(segmented, tmp_path
     assert np.all((verts >= lo) & (verts <= hi))
 
 
+@pytest.mark.slow
 def test_no_hemorrhage_no_mesh(tmp_path):
     from ugss.runtime.segment import Segmentation
 
@@ -150,6 +152,7 @@ def _drawn_figure(monkeypatch, draw, *args):
     return fig, fig.canvas.get_renderer()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positive", [1, 3, 15])
 def test_montage_title_clears_the_slice_titles_and_says_what_it_shows(
     positive, tmp_path, monkeypatch
@@ -191,6 +194,7 @@ def head_with_bleed():
     return volume, _segmentation(volume, mask)
 
 
+@pytest.mark.slow
 def test_3d_view_shows_the_head_translucent_and_the_hemorrhage_inside(head_with_bleed, tmp_path):
     """Skin and skull cover much of each view (the old 6 % opaque grey head left 93 % of
     the picture white), the hemorrhage shows through them, on the patient's left (the

@@ -62,6 +62,7 @@ def test_early_stopping_counts_only_after_the_ramp():
         ("supervised", 1.0, 2, None),  # nothing to ramp: patience 1 stops it at epoch 2
     ],
 )
+@pytest.mark.slow
 def test_no_early_stop_before_lambda_reaches_its_maximum(
     toy_cohort, tmp_path, monkeypatch, method, ramp, epochs_run, lambdas
 ):
@@ -104,6 +105,7 @@ def test_checkpoint_records_both_dice_and_auto_loads_the_better(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("update", ["wema", "none"])
 def test_tiny_run_logs_the_diagnostics(toy_cohort, tmp_path, update):
     from ugss.train.teacher import effective_decay

@@ -63,6 +63,7 @@ def test_shared_trunk_equals_independent_passes(placement):
     torch.testing.assert_close(batched, torch.stack(passes), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_teacher_mc_batched_matches_sequential_in_distribution():
     torch.manual_seed(0)
     model = ResUNet(ModelConfig(dropout_rate=0.2)).eval()

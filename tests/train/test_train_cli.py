@@ -29,6 +29,7 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.integration
 def test_bad_data_folder_exits_2_with_one_error_line(tmp_path: Path):
     proc = run_cli("--data", "/nonexistent/cohort", "--out", str(tmp_path / "run"))
     assert proc.returncode == 2, proc.stderr
@@ -60,6 +61,7 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, monkeypatch, cap
     assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], lines
 
 
+@pytest.mark.slow
 def test_tiny_cli_run(toy_cohort: Path, tmp_path: Path):
     out = tmp_path / "run"
     args = ["--data", str(toy_cohort), "--out", str(out), "--cache-dir", str(tmp_path / "c")]
@@ -72,6 +74,7 @@ def test_tiny_cli_run(toy_cohort: Path, tmp_path: Path):
     assert again.exit_code == 0, again.output
 
 
+@pytest.mark.integration
 def test_two_processes_with_gloo(toy_cohort: Path, tmp_path: Path):
     out = tmp_path / "ddp"
     cmd = [
@@ -109,6 +112,7 @@ def test_uncertainty_switches_do_what_they_say(tmp_path, monkeypatch, flags, mas
     assert cfg.method.uncertainty_guided == (mask or confidence)
 
 
+@pytest.mark.slow
 def test_uncertainty_switches_help_text():
     result = CliRunner().invoke(app, ["--help"], terminal_width=240)
     assert result.exit_code == 0

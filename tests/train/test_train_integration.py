@@ -21,6 +21,8 @@ from ugss.train.loop import TrainHooks, train
 from ugss.train.manifest import read_physionet
 from ugss.train.predict import load_checkpoint, predict_volume, predict_volume_mc
 
+pytestmark = pytest.mark.slow  # real training steps of every method: about a minute in all
+
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
