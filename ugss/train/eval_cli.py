@@ -1,9 +1,10 @@
 """``ugss-eval``: score a trained model on labeled scans (paper eq. 16–19), with plots.
 
-The model is a training checkpoint (``.pt``: torch, ``ugss.train.predict``) or an exported
-ONNX model (``.onnx``: onnxruntime, ``ugss.runtime.segment`` — the deployment path). Each scan
-is predicted on its native grid and handed to ``ugss.evaluation.EvaluationAccumulator``; this
-module only wires prediction to the metrics.
+The model is a training checkpoint (``.pt``: torch, ``ugss.train.torch_engine``) or an exported
+ONNX model (``.onnx``: onnxruntime). Both go through ``ugss.runtime.segment.segment_volume`` —
+the deployment path: inverse transform, intracranial filter, component rules — so a checkpoint
+and its export are scored by one pipeline. Each scan is predicted on its native grid and handed
+to ``ugss.evaluation.EvaluationAccumulator``; this module only wires prediction to the metrics.
 
 Which scans: ``--data``/``--manifest`` (every labeled scan, or ``--split`` when they are the
 checkpoint's own data) or, for a checkpoint given alone, the data it was trained on and its
@@ -81,30 +82,48 @@ def _checkpoint_records(
 
 
 def _torch_predictor(
-    path: Path, which: str, mc_samples: int, batch_size: int, device: str, threshold: float | None
+    path: Path,
+    which: str,
+    mc_samples: int,
+    batch_size: int,
+    device: str,
+    threshold: float | None,
+    min_ml: float,
 ) -> tuple[Predictor, float, dict[str, Any], Any]:
-    import torch
-
+    """A checkpoint scored through the runtime's ``segment_volume``, as its exported ONNX is
+    (``TorchEngine``): the same inverse transform, intracranial filter and component rules."""
     from ugss.train.loop import resolve_device
-    from ugss.train.predict import load_checkpoint, predict_volume
+    from ugss.train.predict import load_checkpoint
+    from ugss.train.torch_engine import TorchEngine
 
     ck = load_checkpoint(path, which=which, device=resolve_device(device))
     thr = ck.threshold if threshold is None else threshold
+    engine = TorchEngine(ck, mc_samples)
+    predict = _segmenting_predictor(engine, batch_size, thr, min_ml, mc_samples != 0)
+    info = {"model": str(path), "weights": ck.which, "method": ck.method, "epoch": ck.epoch}
+    info["engine"] = engine.description
+    return predict, thr, info, ck
+
+
+def _segmenting_predictor(
+    engine: Any, batch_size: int, thr: float, min_ml: float, use_mc: bool
+) -> Predictor:
+    """``volume → (prob, mask)`` through ``segment_volume`` (``ugss-infer``'s pipeline)."""
+    from ugss.runtime.segment import segment_volume
 
     def predict(volume: Volume) -> tuple[np.ndarray, np.ndarray | None]:
-        with torch.no_grad():
-            prob = predict_volume(
-                ck.model,
-                volume,
-                input_size=ck.input_size,
-                windows=ck.windows,
-                batch_size=batch_size,
-                mc_samples=mc_samples,
-            )
-        return prob, None
+        seg = segment_volume(
+            volume,
+            engine,
+            batch_size=batch_size,
+            min_component_ml=min_ml,
+            threshold=thr,
+            use_mc=use_mc,
+            check_intensities=False,
+        )
+        return seg.prob, seg.mask
 
-    info = {"model": str(path), "weights": ck.which, "method": ck.method, "epoch": ck.epoch}
-    return predict, thr, info, ck
+    return predict
 
 
 def _onnx_predictor(
@@ -116,22 +135,10 @@ def _onnx_predictor(
     threads: int | None = None,
 ) -> tuple[Predictor, float, dict[str, Any], dict[str, Any]]:
     from ugss.runtime.engines import OnnxEngine
-    from ugss.runtime.segment import segment_volume
 
     engine = OnnxEngine(path, threads=threads)
     thr = engine.info.threshold if threshold is None else threshold
-
-    def predict(volume: Volume) -> tuple[np.ndarray, np.ndarray | None]:
-        seg = segment_volume(
-            volume,
-            engine,
-            batch_size=batch_size,
-            min_component_ml=min_ml,
-            threshold=thr,
-            use_mc=mc_samples != 0,
-            check_intensities=False,
-        )
-        return seg.prob, seg.mask
+    predict = _segmenting_predictor(engine, batch_size, thr, min_ml, mc_samples != 0)
 
     training = engine.info.training
     info = {
@@ -266,7 +273,9 @@ _Which = Annotated[
 
 _McSamples = Annotated[
     int,
-    typer.Option(help="MC-dropout samples (0: deterministic; ONNX: >0 uses the MC graph)."),
+    typer.Option(
+        help="MC-dropout samples (0: deterministic; checkpoints: T; ONNX: >0 uses the MC graph)."
+    ),
 ]
 
 _Threshold = Annotated[
@@ -274,9 +283,7 @@ _Threshold = Annotated[
     typer.Option(help="Probability threshold (default: the model's).", show_default=False),
 ]
 
-_MinComponentMl = Annotated[
-    float, typer.Option(help="ONNX path: drop components smaller than this (mL).")
-]
+_MinComponentMl = Annotated[float, typer.Option(help="Drop components smaller than this (mL).")]
 
 
 @app.command()
@@ -320,7 +327,7 @@ def main_command(
 
             torch.set_num_threads(threads)
         predict, thr, info, ck = _torch_predictor(
-            model, which, mc_samples, batch_size, device, threshold
+            model, which, mc_samples, batch_size, device, threshold, min_component_ml
         )
         split_ids = ck.data.get("split")
     records, label = _select_records(model, data, manifest, split, split_ids, ck)
