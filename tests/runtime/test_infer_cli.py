@@ -11,6 +11,7 @@ import numpy as np
 import onnx_models as om
 import pytest
 
+from ugss.runtime.dicom_series import write_dicom_series
 from ugss.runtime.infer_cli import expand_inputs, main, unique_names
 from ugss.runtime.io import read_volume
 from ugss.runtime.nifti import write_nifti
@@ -233,6 +234,28 @@ def test_input_expansion(tmp_path):
     assert unique_names(found) == ["a_x", "b_x"]
     assert expand_inputs([str(tmp_path / "*" / "x.nii*")]) == found
     assert expand_inputs([str(tmp_path / "none*.nii")]) == [tmp_path / "none*.nii"]
+
+
+def test_a_study_export_gives_each_series_folder_once(tmp_path, asym_volume):
+    """A folder holding DICOM images is one series, read with its subfolders (as the series
+    reader does): the walker lists it once and not its subfolders; folders above series
+    folders, a CD export's DICOMDIR among them, are walked into."""
+    study = tmp_path / "export"
+    se1, se2 = study / "DICOM" / "ST1" / "SE1", study / "DICOM" / "ST1" / "SE2"
+    write_dicom_series(asym_volume, se1, series_number=1, uid_entropy="se1")
+    write_dicom_series(asym_volume, se2, series_number=2, uid_entropy="se2")
+    (study / "DICOMDIR").write_bytes(bytes(128) + b"DICM")  # the index: not a series
+    (study / "README.TXT").write_text("exported by a PACS\n")
+    split = tmp_path / "split"  # one series whose last slices sit in a subfolder
+    files = write_dicom_series(asym_volume, split, uid_entropy="split")
+    (split / "more").mkdir()
+    for f in files[3:]:
+        f.rename(split / "more" / f.name)
+    found = expand_inputs([str(study), str(split)])
+    assert found == [se1, se2, split]
+    volumes = [read_volume(p) for p in found]
+    assert [v.shape for v in volumes] == [asym_volume.shape] * 3  # every slice, each once
+    assert len({v.source.series_instance_uid for v in volumes}) == 3
 
 
 @pytest.mark.slow

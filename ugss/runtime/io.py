@@ -1,5 +1,12 @@
 """One entry point for reading a scan from whatever the user points at, and for finding the
-scans in what the user names (files, DICOM series folders, folders of many, glob patterns)."""
+scans in what the user names (files, DICOM series folders, folders of many, glob patterns).
+
+A DICOM series folder is a folder that holds DICOM images itself; the series reader reads it
+with everything below it, so the folder walker stops there and never also lists its subfolders
+(their files would be read twice). Folders without images of their own are walked into: a study
+folder of series folders, or a CD/PACS export whose ``DICOMDIR`` (an index, not an image) sits
+above ``DICOM/…/<series>/`` folders, gives one scan per series folder.
+"""
 
 from __future__ import annotations
 
@@ -71,8 +78,10 @@ def read_volume(path: str | Path) -> Volume:
 
 
 def _looks_like_dicom_folder(folder: Path, files: list[Path]) -> bool:
-    for f in files[:5]:
-        if f.suffix.lower() == ".dcm" or f.name == "DICOMDIR":
+    """True when the folder itself holds DICOM images, judged by its first five files that are
+    not NIfTI; a ``DICOMDIR`` does not count: it indexes series kept in subfolders."""
+    for f in [f for f in files if f.name.upper() != "DICOMDIR"][:5]:
+        if f.suffix.lower() == ".dcm":
             return True
         try:
             if is_dicom_file(f):
@@ -107,8 +116,8 @@ def _cohort_scans(folder: Path, notes: list[str]) -> list[Path]:
 
 
 def _scan_folder(folder: Path, notes: list[str]) -> list[Path]:
-    """A folder → its NIfTI files, itself if it holds a DICOM series, and its subfolders' scans
-    (a cohort folder: the scans in its ``ct_scans/``)."""
+    """A folder → its NIfTI files and either itself, when it holds DICOM images (a series read
+    with its subfolders), or its subfolders' scans (a cohort folder: those in ``ct_scans/``)."""
     if (folder / COHORT_SCANS).is_dir():
         return _cohort_scans(folder, notes)
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -119,10 +128,9 @@ def _scan_folder(folder: Path, notes: list[str]) -> list[Path]:
         for p in files
         if not is_nifti_path(p) and p.suffix not in (".json", ".md", ".png", ".ply")
     ]
-    found: list[Path] = []
     if others and _looks_like_dicom_folder(folder, others):
-        found.append(folder)
-    found += nifti
+        return [folder, *nifti]  # the series reader reads the subfolders as part of it
+    found = list(nifti)
     for sub in (p for p in entries if p.is_dir()):
         found += _scan_folder(sub, notes)
     return found
