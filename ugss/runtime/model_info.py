@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ugss.errors import InputError
@@ -29,8 +30,17 @@ INPUT_NAME = "image"
 NOISE_INPUT_NAME = "dropout_noise"
 DET_OUTPUT = "prob"
 MC_OUTPUTS = ("mean_prob", "entropy", "sample_counts")
-KIND_DETERMINISTIC = "deterministic"
-KIND_MC = "mc"
+
+
+class ModelKind(StrEnum):
+    """What a model computes: one probability, or the MC mean, entropy and sample counts."""
+
+    DETERMINISTIC = "deterministic"
+    MC = "mc"
+
+
+KIND_DETERMINISTIC = ModelKind.DETERMINISTIC
+KIND_MC = ModelKind.MC
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,10 @@ class ModelInfo:
     interval_calibration: IntervalCalibration | None = None  # MC models; None = uncalibrated
 
     def __post_init__(self) -> None:
-        if self.kind not in (KIND_DETERMINISTIC, KIND_MC):
-            raise InputError(f"model kind must be deterministic or mc, got {self.kind!r}")
+        try:  # converted at the door; metadata and reports keep the string
+            object.__setattr__(self, "kind", ModelKind(self.kind))
+        except ValueError:
+            raise InputError(f"model kind must be deterministic or mc, got {self.kind!r}") from None
         if self.input_size < 16 or self.input_size % 16:
             raise InputError(f"model input size must be a multiple of 16, got {self.input_size}")
         if not 0.0 < self.threshold < 1.0:

@@ -10,17 +10,16 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypeVar
 
 from ugss.errors import ConfigError
 from ugss.known_keys import known_keys
 from ugss.runtime.preprocess import DEFAULT_WINDOWS, Window, windows_from_str, windows_to_str
+from ugss.train.kinds import DEFAULT_TEACHER_UPDATE, Consistency, Method, TeacherUpdate, choice
 from ugss.train.model import DOWNSAMPLE, ModelConfig
 
-METHODS = ("ugss", "supervised", "cutmix", "cutpaste")
-CONSISTENCIES = ("kl", "smoothl1")
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_TEACHER_UPDATE = {"ugss": "wema", "cutmix": "ema", "cutpaste": "ema", "supervised": "none"}
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -35,7 +34,8 @@ class _Section:
     """
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: v.value if isinstance(v, Enum) else v for k, v in data.items()}
 
     @classmethod
     def from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
@@ -134,14 +134,13 @@ class MethodConfig(_Section):
     calibrate: bool = True  # inference logit offset −ln w_pos (see losses.prior_correction)
 
     def __post_init__(self) -> None:
-        _check(self.method in METHODS, f"method must be one of {', '.join(METHODS)}")
-        _check(
-            self.teacher_update in ("", "none", "ema", "wema"),
-            f"teacher update must be none, ema or wema, got {self.teacher_update!r}",
-        )
-        _check(
-            self.consistency in CONSISTENCIES,
-            f"consistency must be one of {', '.join(CONSISTENCIES)}",
+        # converted at the door: members equal their strings, to_dict writes the strings
+        object.__setattr__(self, "method", choice(Method, self.method, "method"))
+        if self.teacher_update:  # "" = the method's default
+            update = choice(TeacherUpdate, self.teacher_update, "teacher update")
+            object.__setattr__(self, "teacher_update", update)
+        object.__setattr__(
+            self, "consistency", choice(Consistency, self.consistency, "consistency")
         )
         _check(self.mc_samples >= 1, f"MC samples must be >= 1, got {self.mc_samples}")
         _check(0.0 < self.delta <= 1.0, f"delta must be in (0, 1], got {self.delta}")
@@ -167,10 +166,10 @@ class MethodConfig(_Section):
         return self.uncertainty_mask or self.use_confidence
 
     @property
-    def resolved_teacher_update(self) -> str:
-        if self.method == "supervised":
-            return "none"
-        return self.teacher_update or DEFAULT_TEACHER_UPDATE[self.method]
+    def resolved_teacher_update(self) -> TeacherUpdate:
+        if self.method == Method.SUPERVISED:
+            return TeacherUpdate.NONE
+        return TeacherUpdate(self.teacher_update or DEFAULT_TEACHER_UPDATE[Method(self.method)])
 
     @property
     def uses_teacher(self) -> bool:

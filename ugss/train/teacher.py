@@ -8,10 +8,9 @@ import torch
 from torch import nn
 
 from ugss.errors import ConfigError
+from ugss.train.kinds import TeacherUpdate, choice
 from ugss.train.losses import entropy_bits, mc_mean
 from ugss.train.model import ResUNet
-
-TEACHER_UPDATES = ("none", "ema", "wema")
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,10 @@ def effective_decay(kind: str, decay: float, student_weight: float) -> float:
 
     ``wema``: d = α′ + (1−α′)·w_t (eq. 11 with w_s + w_t = 1); ``ema``: d = α′; ``none``: 0.
     """
-    if kind == "wema":
+    update = choice(TeacherUpdate, kind, "teacher update")
+    if update == TeacherUpdate.WEMA:
         return decay + (1.0 - decay) * (1.0 - student_weight)
-    if kind == "ema":
-        return decay
-    if kind == "none":
-        return 0.0
-    raise ConfigError(f"teacher update must be one of {TEACHER_UPDATES}, got {kind!r}")
+    return decay if update == TeacherUpdate.EMA else 0.0
 
 
 def update_teacher(
@@ -114,11 +110,10 @@ def update_teacher(
     student_weight: float,
 ) -> None:
     """``none``: θ′ = θ (no averaging); ``ema``: eq. 11 with w_s = 1; ``wema``: eq. 11 with w_s."""
-    if kind == "none":
+    update = choice(TeacherUpdate, kind, "teacher update")
+    if update == TeacherUpdate.NONE:
         wema_update(teacher, student, 0.0, 1.0)
-    elif kind == "ema":
+    elif update == TeacherUpdate.EMA:
         wema_update(teacher, student, decay, 1.0)
-    elif kind == "wema":
-        wema_update(teacher, student, decay, student_weight)
     else:
-        raise ConfigError(f"teacher update must be one of {TEACHER_UPDATES}, got {kind!r}")
+        wema_update(teacher, student, decay, student_weight)
