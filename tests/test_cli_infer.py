@@ -228,3 +228,18 @@ def test_verbose_shows_ugss_debug_lines_not_matplotlib(det, scans, tmp_path, mon
     assert " INFO ugss.runtime.engines: loaded " in proc.stderr
     assert "matplotlib" not in proc.stderr and "font" not in proc.stderr.lower()
     assert (tmp_path / "bleed_montage.png").is_file()  # matplotlib did run
+
+
+def test_a_batch_that_all_succeeds_still_closes_with_its_summary(
+    det, scans, tmp_path, monkeypatch, capsys
+):
+    """Item 11: the closing line also when nothing failed, and exit 0."""
+    code, stdout, err = run(
+        monkeypatch, capsys, scans["bleed"], "-i", scans["clean"], "--model", det,
+        "-o", tmp_path / "out", "--no-pictures",
+    )  # fmt: skip
+    assert code == 0 and err == ""
+    lines = stdout.splitlines()
+    assert [line[:4] for line in lines[:2]] == ["1/2 ", "2/2 "]
+    assert lines[2].startswith("2 scans: 1 with hemorrhage, 1 without, 0 failed in ")
+    assert len(lines) == 3
