@@ -91,6 +91,19 @@ def test_spool_refuses_a_world_writable_spool(make_node, tmp_path):
         make_node(spool=spool)
 
 
+def test_spool_refuses_a_spool_another_user_owns(make_node, tmp_path):
+    """Case 56: a spool folder someone else prepared (and so can read or swap) is refused."""
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    other = os.geteuid() + 1
+    try:
+        os.chown(spool, other, -1)
+    except PermissionError:
+        pytest.skip("changing a folder's owner needs root")
+    with pytest.raises(ConfigError, match=f"belongs to uid {other}, not to this user"):
+        make_node(spool=spool)
+
+
 def test_spool_removes_links_in_incoming_not_their_targets(make_node, small, tmp_path):
     elsewhere, victim = _victim(tmp_path)
     spool = tmp_path / "spool"
