@@ -85,6 +85,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 SHIFT_METHODS = (*METHODS, *ABLATIONS)
 SAME_METHODS = ("supervised", "ugss")  # the same-site contrast
+SHIFT_STEPS = 40  # --shift's steps per epoch unless --steps is given (6 × 40 = 240 steps)
 # Cohort seeds of the shift benchmark, disjoint from every other seed the project draws cohorts
 # with (training cohorts 0 / 1, bench_mimics 7700113, tune_components 900000; make_cohort's scan
 # seeds derive from [cohort seed, index], so distinct cohort seeds give distinct scans).
@@ -106,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--steps", type=int, default=75, help="steps per epoch")
+    p.add_argument("--steps", type=int, default=75, help="steps per epoch (--shift: 40)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--scans", type=int, default=40, help="synthetic cohort size")
     p.add_argument("--matrix", type=int, default=256, help="synthetic scan matrix")
@@ -138,6 +139,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.shift and args.methods == p.get_default("methods"):
         args.methods = ",".join(SHIFT_METHODS)
+    if args.shift and args.steps == p.get_default("steps"):
+        # 54 runs, two thirds of them teacher methods (~2× a supervised step, plus a second
+        # validation): 6 × 40 steps keeps the plan near two hours on 2 cores
+        args.steps = SHIFT_STEPS
     if args.tiny and args.shift:
         args.unlabeled_scans, args.val_scans, args.test_scans = 5, 2, 4
         args.test_free = 0.5
