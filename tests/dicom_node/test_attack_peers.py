@@ -61,6 +61,28 @@ def test_an_instance_belongs_to_the_peer_that_sent_it_first(make_node, small, tm
     _still_serves(node, small)
 
 
+def test_two_peers_racing_with_one_instance_store_it_once(make_node, small, tmp_path):
+    """Case 49, concurrently: the same SOP Instance UID with two contents from two peers at the
+    same moment (10 rounds): one is stored, the other refused or a duplicate, never both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    node = make_node(quiet_period_s=30)
+    port = node.address[1]
+    for i in range(10):
+        src = _tampered(small[0][0], tmp_path / f"a{i}.dcm", SOPInstanceUID=generate_uid())
+        other = _tampered(src, tmp_path / f"b{i}.dcm", PatientID="OTHER")
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(send_files, port, [src], calling="PACSA")
+            b = pool.submit(send_files, port, [other], calling="PACSB")
+            statuses = [*a.result(), *b.result()]
+        assert sorted(statuses) == [0, A900], (i, statuses)  # exactly one stored
+        winner = src if statuses[0] == 0 else other
+        uid = str(pydicom.dcmread(src).SOPInstanceUID)
+        (kept,) = [p for p in node.spool.series_root.rglob("*.dcm") if p.stem == uid]
+        assert pydicom.dcmread(kept).PatientID == pydicom.dcmread(winner).PatientID
+    _still_serves(node, small)
+
+
 def test_series_with_two_patients_is_not_processed(make_node, pacs, small, tmp_path):
     node = make_node(pacs=pacs)
     files = write_series(tmp_path / "mix", slices=4, size=64, entropy="peers-mix")
