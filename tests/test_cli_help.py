@@ -28,3 +28,20 @@ def test_every_command_has_help(name):
     for line in option_lines:
         words = line.strip("│ ").split()
         assert len(words) >= 2, f"{name}: option without help: {line!r}"
+
+
+def _help(module_name: str) -> str:
+    module = importlib.import_module(module_name)
+    result = CliRunner().invoke(module.app, ["--help"], terminal_width=400)
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_synth_help_says_what_a_rerun_does_and_what_matrix_means():
+    """Issue 16 items 4 and 12: the help tells a user what they would otherwise find out."""
+    text = _help("ugss.synth.cli")
+    rerun = (
+        "An earlier cohort there is replaced: its scans that this cohort does not hold are "
+        "removed, so the folder holds exactly what truth.csv lists."
+    )
+    matrix = "Nominal image matrix (32–1024): most scans are MATRIX×MATRIX, one in four has a"
+    assert rerun in text and matrix in text
