@@ -26,3 +26,18 @@ def test_empty_mask_reports_no_mean_uncertainty_finding(tmp_path):
     md = report.to_markdown()
     assert "| Mean uncertainty in mask | n/a (empty mask) |" in md
     assert "Uncertain voxels (≥ 0.5 bits)" in md
+
+
+def test_the_report_names_the_weights_the_model_holds(tmp_path):
+    """Issue 16 item 3: which network (teacher or student) made the numbers, in both reports."""
+    info = om.mc_info(training={"weights": "teacher", "labeled_fraction": 1.0})
+    engine = OnnxEngine(om.save(om.build_mc_model(info), tmp_path / "mc.onnx"))
+    volume, _ = om.phantom_volume(seed=2)
+    report = build_report(volume, segment_volume(volume, engine), engine)
+    assert report.to_dict()["model"]["weights"] == "teacher"
+    assert "method ugss, teacher weights), used as" in report.to_markdown()
+    bare = OnnxEngine(om.save(om.build_mc_model(om.mc_info()), tmp_path / "bare.onnx"))
+    assert (
+        "unrecorded weights"
+        in build_report(volume, segment_volume(volume, bare), bare).to_markdown()
+    )
