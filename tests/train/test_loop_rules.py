@@ -85,6 +85,7 @@ def test_pick_eval_model():
     assert pick_eval_model({"student": 0.7}) == "student"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("better", ["student", "teacher"])
 def test_checkpoint_records_both_dice_and_auto_loads_the_better(
     toy_cohort, tmp_path, monkeypatch, better

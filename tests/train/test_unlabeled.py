@@ -44,6 +44,7 @@ def test_finds_nifti_and_dicom_scans_as_unlabeled_records(toy_cohort, unlabeled_
     assert len({r.patient_id for r in recs}) == 3
 
 
+@pytest.mark.slow
 def test_a_run_trains_on_the_unlabeled_folder(toy_cohort, unlabeled_dir, tmp_path):
     out = tmp_path / "run"
     cfg = TrainConfig(
