@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--steps", type=int, default=75, help="steps per epoch (--shift: 40)")
+    p.add_argument("--steps", type=int, help="steps per epoch (default 75; --shift: 40)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--scans", type=int, default=40, help="synthetic cohort size")
     p.add_argument("--matrix", type=int, default=256, help="synthetic scan matrix")
@@ -139,10 +139,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.shift and args.methods == p.get_default("methods"):
         args.methods = ",".join(SHIFT_METHODS)
-    if args.shift and args.steps == p.get_default("steps"):
-        # 54 runs, two thirds of them teacher methods (~2× a supervised step, plus a second
-        # validation): 6 × 40 steps keeps the plan near two hours on 2 cores
-        args.steps = SHIFT_STEPS
+    if args.steps is None:
+        # --shift: 54 runs, two thirds of them teacher methods (~2× a supervised step, plus a
+        # second validation): 6 × 40 steps keeps the plan near two hours on 2 cores
+        args.steps = SHIFT_STEPS if args.shift else 75
     if args.tiny and args.shift:
         args.unlabeled_scans, args.val_scans, args.test_scans = 5, 2, 4
         args.test_free = 0.5
