@@ -145,3 +145,5 @@ def test_ugss_eval_scores_the_checkpoints_test_split(cohort: Path, trained, tmp_
     test_ids = read_checkpoint(trained.best_checkpoint)["data"]["split"]["test"]
     assert [s["scan_id"] for s in summary["scans"]] == test_ids
     assert (out / "evaluation.md").is_file()
+    assert (out / "training.png").stat().st_size > 10_000  # the run's diagnostics (issue 17)
+    assert "training.png" in result.output

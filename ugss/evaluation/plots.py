@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 DPI = 120
 
 
-def _figure(size: tuple[float, float] = (5.0, 4.5)) -> Figure:
+def new_figure(size: tuple[float, float] = (5.0, 4.5)) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -32,7 +32,7 @@ def _figure(size: tuple[float, float] = (5.0, 4.5)) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -45,7 +45,7 @@ def _fmt(x: float, spec: str = ".3f") -> str:
 
 def plot_roc(curves: Mapping[str, DetectionMetrics], path: str | Path) -> Path:
     """ROC curves, one per named detection level, AUC in the legend."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for name, det in curves.items():
         ax.plot(det.roc.fpr, det.roc.tpr, lw=1.8, label=f"{name} (AUC = {_fmt(det.auc)})")
@@ -55,14 +55,14 @@ def plot_roc(curves: Mapping[str, DetectionMetrics], path: str | Path) -> Path:
     ax.set_title("ROC, hemorrhage detection")
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_bland_altman(true_ml: np.ndarray, pred_ml: np.ndarray, path: str | Path) -> Path:
     """Δ = V̂ − V against (V̂ + V)/2, bias line and bias ± 1.96 sd limits (eq. 19)."""
     t, p = np.asarray(true_ml, float), np.asarray(pred_ml, float)
     va = volume_agreement(t, p)
-    fig = _figure((6.0, 4.5))
+    fig = new_figure((6.0, 4.5))
     ax = fig.add_subplot()
     ax.scatter((t + p) / 2.0, p - t, s=18, alpha=0.8, label=f"scans (n = {va.n})")
     if math.isfinite(va.bias_ml):
@@ -76,14 +76,14 @@ def plot_bland_altman(true_ml: np.ndarray, pred_ml: np.ndarray, path: str | Path
     ax.set_title("Bland-Altman, hemorrhage volume")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_volume_regression(true_ml: np.ndarray, pred_ml: np.ndarray, path: str | Path) -> Path:
     """Predicted against true volume, identity line, least-squares line, R² in the legend."""
     t, p = np.asarray(true_ml, float), np.asarray(pred_ml, float)
     va = volume_agreement(t, p)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.scatter(t, p, s=18, alpha=0.8, label=f"scans (n = {va.n})")
     hi = float(max(t.max(initial=0.0), p.max(initial=0.0))) * 1.05 or 1.0
@@ -103,7 +103,7 @@ def plot_volume_regression(true_ml: np.ndarray, pred_ml: np.ndarray, path: str |
     ax.set_title("Hemorrhage volume")
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_plots(summary: EvaluationSummary, out_dir: str | Path) -> list[Path]:

@@ -359,6 +359,11 @@ def _write(summary: Any, out_dir: Path, model: Path, info: dict[str, Any], quiet
     summary.write_json(out_dir / "evaluation.json")
     write_markdown(summary, out_dir / "evaluation.md", title=f"UGSS evaluation — {model.name}")
     plots = write_plots(summary, out_dir)
+    if model.suffix.lower() != ".onnx":  # a checkpoint: its run's diagnostics, when beside it
+        from ugss.evaluation.training_plot import plot_run
+
+        training = plot_run(model, out_dir)
+        plots += [training] if training is not None else []
     if quiet:
         return
     _print(summary, info)
