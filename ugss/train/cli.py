@@ -195,6 +195,15 @@ _ValFraction = Annotated[
     float, typer.Option(help="Share of training patients used for validation (at least 1)")
 ]
 
+_Folds = Annotated[
+    int,
+    typer.Option(
+        help="k-fold cross-validation by patient: k stratified folds, the test split is fold "
+        "--fold and --test-fraction is unused (0: off; run k times for every fold)"
+    ),
+]
+_Fold = Annotated[int, typer.Option(help="With --folds: which fold is the test split (0 … k−1)")]
+
 _StepsPerEpoch = Annotated[int, typer.Option(help="Training steps per epoch")]
 
 _BatchSize = Annotated[int, typer.Option(help="Crops per step (labeled + unlabeled)")]
@@ -314,6 +323,8 @@ def main_command(
     amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA only)")] = _R.amp,
     seed: Annotated[int, typer.Option(help="Seed of weights, batches and dropout")] = _R.seed,
     split_seed: Annotated[int, typer.Option(help="Seed of the patient split")] = _D.split_seed,
+    folds: _Folds = _D.folds,
+    fold: _Fold = _D.fold,
     threads: ThreadsOpt = _R.threads,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,

@@ -64,6 +64,8 @@ class DataConfig(_Section):
     val_fraction: float = 0.1
     labeled_fraction: float = 1.0
     split_seed: int = 0
+    folds: int = 0  # k-fold cross-validation by patient: k >= 2, test = fold ``fold``
+    fold: int = 0
     cache_dir: str | None = None  # preprocessed-slice cache (default: user cache)
     crop_size: int = 96
     positive_fraction: float = 0.5  # share of labeled samples drawn from hemorrhage slices
@@ -85,6 +87,10 @@ class DataConfig(_Section):
         _check(
             0.0 <= self.test_fraction < 1.0,
             f"test fraction must be in [0, 1), got {self.test_fraction}",
+        )
+        _check(
+            self.folds == 0 or (self.folds >= 2 and 0 <= self.fold < self.folds),
+            f"fold must be in [0, folds) with folds >= 2, got fold {self.fold} of {self.folds}",
         )
         _check(
             0.0 < self.val_fraction < 1.0,

@@ -86,6 +86,8 @@ def prepare_data(
         labeled_fraction=config.labeled_fraction,
         seed=config.split_seed,
         positive=positive,
+        folds=config.folds,
+        fold=config.fold,
     )
     for sid in split.train_unlabeled:  # hide the masks of scans used as unlabeled
         s = scans[sid]

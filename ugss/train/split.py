@@ -6,9 +6,11 @@ training data. Selections are stratified by "has hemorrhage" so a small validati
 contains positive scans.
 
 Order: test = ``test_fraction`` of the labeled patients (at least one when the fraction is
-> 0); validation = ``val_fraction`` of the remaining labeled patients (at least one);
-``labeled_fraction`` of the rest keep their masks (at least one), the others join the unlabeled
-patients.
+> 0) — or, for k-fold cross-validation (``folds`` = k ≥ 2), fold ``fold`` of a stratified
+partition of the labeled patients into k folds (one seed gives one partition, so the k runs
+test every labeled patient exactly once); validation = ``val_fraction`` of the remaining
+labeled patients (at least one); ``labeled_fraction`` of the rest keep their masks (at least
+one), the others join the unlabeled patients.
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ class DataSplit:
         return None
 
 
-def _stratified_pick(
-    groups: list[str], positive: Mapping[str, bool | None], k: int, rng: np.random.Generator
+def _stratified_order(
+    groups: list[str], positive: Mapping[str, bool | None], rng: np.random.Generator
 ) -> list[str]:
-    """Pick ``k`` groups spread proportionally over the strata (positive / negative / unknown)."""
+    """Every group, ordered so that any prefix spreads proportionally over the strata
+    (positive / negative / unknown)."""
     strata: dict[bool | None, list[str]] = defaultdict(list)
     for g in groups:
         strata[positive.get(g)].append(g)
@@ -66,7 +69,39 @@ def _stratified_pick(
         for rank, idx in enumerate(order):
             keyed.append(((rank + 0.5) / n, rng.random(), members[idx]))
     keyed.sort()
-    return [g for _, _, g in keyed[:k]]
+    return [g for _, _, g in keyed]
+
+
+def _stratified_pick(
+    groups: list[str], positive: Mapping[str, bool | None], k: int, rng: np.random.Generator
+) -> list[str]:
+    """Pick ``k`` groups spread proportionally over the strata."""
+    return _stratified_order(groups, positive, rng)[:k]
+
+
+def stratified_fold(
+    groups: list[str], positive: Mapping[str, bool | None], folds: int, fold: int, seed: int
+) -> list[str]:
+    """Fold ``fold`` of ``folds``: each stratum (positive / negative / unknown), shuffled by
+    ``seed``, is dealt round-robin over the folds, continuing where the last stratum stopped, so
+    the folds partition ``groups``, hold each stratum's share to within one and differ in size
+    by at most one."""
+    if folds < 2 or not 0 <= fold < folds:
+        raise ConfigError(f"fold must be in [0, {folds}) with folds >= 2, got {fold} of {folds}")
+    if len(groups) < folds:
+        raise ConfigError(f"{len(groups)} labeled patient(s) cannot make {folds} folds")
+    rng = np.random.default_rng([seed, folds])
+    strata: dict[bool | None, list[str]] = defaultdict(list)
+    for g in sorted(groups):
+        strata[positive.get(g)].append(g)
+    mine, dealt = [], 0
+    for key in sorted(strata, key=lambda k: {True: 0, False: 1, None: 2}[k]):
+        members = strata[key]
+        for j in rng.permutation(len(members)):
+            if dealt % folds == fold:
+                mine.append(members[j])
+            dealt += 1
+    return mine
 
 
 def split_records(
@@ -77,8 +112,11 @@ def split_records(
     labeled_fraction: float = 1.0,
     seed: int = 0,
     positive: Mapping[str, bool] | None = None,
+    folds: int = 0,
+    fold: int = 0,
 ) -> DataSplit:
-    """Split by patient; ``positive`` maps scan id → has hemorrhage (for stratification)."""
+    """Split by patient; ``positive`` maps scan id → has hemorrhage (for stratification);
+    ``folds`` ≥ 2: the test patients are fold ``fold`` (``test_fraction`` is then unused)."""
     if not records:
         raise InputError("the dataset is empty")
     if not 0.0 < labeled_fraction <= 1.0:
@@ -95,13 +133,18 @@ def split_records(
         group_pos[p] = True if any(flags) else (None if None in flags else False)
 
     rng = np.random.default_rng(seed)
-    n_test = 0 if test_fraction <= 0 else max(1, round(test_fraction * len(labeled)))
+    if folds:
+        test = stratified_fold(labeled, group_pos, folds, fold, seed)
+        n_test = len(test)
+    else:
+        n_test = 0 if test_fraction <= 0 else max(1, round(test_fraction * len(labeled)))
     if len(labeled) - n_test < 2:
         raise ConfigError(
             f"{len(labeled)} labeled patient(s): need at least {n_test + 2} "
             f"({n_test} test, 1 validation, 1 training); lower the test fraction or add scans"
         )
-    test = _stratified_pick(labeled, group_pos, n_test, rng)
+    if not folds:
+        test = _stratified_pick(labeled, group_pos, n_test, rng)
     rest = [p for p in labeled if p not in set(test)]
     n_val = min(max(1, round(val_fraction * len(rest))), len(rest) - 1)
     val = _stratified_pick(rest, group_pos, n_val, rng)
