@@ -61,7 +61,7 @@ def serve() -> Iterator:
         if tls is not None:
             server.socket = tls.wrap_socket(server.socket, server_side=True)
         archive.server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         servers.append(server)
         return archive
 
@@ -126,6 +126,7 @@ def two_cas(tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path]]:
     )
 
 
+@pytest.mark.integration  # openssl makes the certificates
 def test_the_ca_bundle_decides_whom_to_trust(serve, result_file, tmp_path, two_cas):
     ours, other = two_cas
     archive = serve(Archive(200), tls=_tls_server_context(ours))
@@ -139,6 +140,7 @@ def test_the_ca_bundle_decides_whom_to_trust(serve, result_file, tmp_path, two_c
     assert len(archive.headers) == 1  # nothing was sent over an unverified connection
 
 
+@pytest.mark.integration
 def test_a_certificate_for_another_host_is_refused(serve, result_file, tmp_path, two_cas):
     ours, _ = two_cas
     archive = serve(Archive(200), tls=_tls_server_context(ours))

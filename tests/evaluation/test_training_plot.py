@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ugss.evaluation.training_plot import PANELS, plot_run, plot_training, read_metrics
 
 
@@ -23,6 +25,7 @@ def test_every_logged_diagnostic_has_a_curve():
     assert {key for _, curves in PANELS for key, _ in curves} <= logged
 
 
+@pytest.mark.slow  # matplotlib draws two figures
 def test_the_plot_is_written_for_ugss_and_for_a_supervised_run(tmp_path):
     full = plot_training(_ugss_records(), tmp_path / "ugss.png")
     plain = plot_training([{"epoch": 1, "val_dice_student": 0.4}], tmp_path / "sup.png")

@@ -24,6 +24,7 @@ def head() -> tuple:
     return vol
 
 
+@pytest.mark.slow  # exports a checkpoint first
 @pytest.mark.parametrize("mc", [False, True])
 def test_a_checkpoint_and_its_onnx_give_the_same_answer(head_export: Exported, head, mc):
     onnx_path = head_export.mc if mc else head_export.det
@@ -43,6 +44,7 @@ def test_a_checkpoint_and_its_onnx_give_the_same_answer(head_export: Exported, h
         assert a.sample_volumes_ml == pytest.approx(b.sample_volumes_ml, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_the_torch_engine_describes_where_it_ran(head_export: Exported):
     engine = TorchEngine(head_export.ckpt)
     assert engine.description.startswith("torch ") and engine.description.endswith("cpu")

@@ -91,6 +91,7 @@ def test_icv_of_full_coverage_adults():
         assert 1100.0 <= case.truth.extra["icv_ml"] <= 1900.0
 
 
+@pytest.mark.slow
 def test_large_bleeds_come_out_large():
     case = make_case(2, matrix=96, thin=False, hemorrhage="subdural", hemorrhage_ml=60.0)
     assert 35.0 <= case.truth.volume_ml <= 90.0
@@ -112,6 +113,7 @@ def test_sharp_kernel_share_and_noise():
         make_case(0, matrix=32, kernel="bone")
 
 
+@pytest.mark.slow
 def test_coverage_varies():
     rng = np.random.default_rng(0)
     anat = draw_anatomy(rng)
