@@ -38,6 +38,11 @@ of records ``{setting, labeled_fraction, method, seed, dice_hem, fp_ml_free}`` (
 details stay in ``--work``), and the table gives paired differences to supervised with p-values.
 See ``benchmarks/README-methods.md`` ("Domain shift") for the design, seeds and cost.
 
+``--folds K`` is k-fold cross-validation by patient (the paper reports 5-fold): run i of each
+method and fraction tests fold i of one stratified partition of the labeled patients
+(``ugss-train --folds K --fold i``) and trains with seed i, so every labeled patient is tested
+once; the per-"seed" statistics are then per fold.
+
 ``--work DIR`` keeps the cohort, the slice cache and every run; a run whose ``result.json``
 exists is not trained again, so an interrupted benchmark continues where it stopped.
 ``--jobs N`` trains N runs at once in separate processes with ``threads / N`` torch threads each.
@@ -114,6 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cohort-seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--vary-split", action="store_true", help="split_seed = seed (see docstring)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="k-fold cross-validation by patient: k runs per method and fraction, run i tests "
+        "fold i and trains with seed i (replaces --seeds; not with --shift or --vary-split)",
+    )
     p.add_argument("--size", type=int, default=160, help="model input size")
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (processes)")
@@ -156,6 +168,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.seeds = "0,1"
     args.fractions = _csv(args.fractions, float)
     args.seeds = _csv(args.seeds, int)
+    if args.folds:
+        if args.folds < 2 or args.shift or args.vary_split:
+            p.error("--folds needs k >= 2 and neither --shift nor --vary-split")
+        args.seeds = list(range(args.folds))  # run i: fold i, seed i
     args.methods = _csv(args.methods, str)
     known = SHIFT_METHODS if args.shift else METHODS
     bad = [m for m in args.methods if m not in known]
@@ -185,11 +201,14 @@ def data_config(args: argparse.Namespace, work: Path, fraction: float, seed: int
         crop_size=min(args.crop, args.size),
         labeled_fraction=fraction,
         split_seed=seed if args.vary_split else args.split_seed,
+        folds=args.folds,
+        fold=seed if args.folds else 0,  # with --folds, run "seed" i tests fold i
     )
 
 
 def run_config(args: argparse.Namespace, work: Path, method: str, fraction: float, seed: int):
-    out = work / "runs" / f"f{fraction:g}" / f"{method}-s{seed}"
+    folder = work / "runs" / (f"k{args.folds}" if args.folds else "")
+    out = folder / f"f{fraction:g}" / f"{method}-s{seed}"
     return train_config(args, data_config(args, work, fraction, seed), method, seed, out), out
 
 
@@ -412,11 +431,13 @@ def prepare_cohort(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Generate and cache the cohort once (runs in parallel must not race on the cache)."""
     splits = {}
     for f in args.fractions:
-        for seed in args.seeds if args.vary_split else args.seeds[:1]:
+        per_run = args.vary_split or args.folds
+        for seed in args.seeds if per_run else args.seeds[:1]:
             d = data_config(args, work, f, seed)
             root = ensure_synthetic_cohort(d)
             data = prepare_data(read_physionet(root), d, cache_root=d.cache_dir)
-            splits[f"f{f:g}" + (f"-s{seed}" if args.vary_split else "")] = data.split.to_dict()
+            tag = f"-fold{seed}" if args.folds else (f"-s{seed}" if args.vary_split else "")
+            splits[f"f{f:g}{tag}"] = data.split.to_dict()
     return splits
 
 

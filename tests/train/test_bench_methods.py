@@ -149,3 +149,27 @@ def test_bench_methods_shift_tiny(tmp_path: Path):
     assert not {v["seed"] for v in cohorts.values()} & {0, 1, 7700113, 900000}
     assert "| setting | labeled | method | seeds | Dice hem. | FP mL free" in proc.stdout
     assert "Issue 17 target" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_methods_folds_tiny(tmp_path: Path):
+    """--folds 2: run i tests fold i; the two test splits partition the labeled patients."""
+    out = tmp_path / "folds.json"
+    args = ["--tiny", "--folds", "2", "--methods", "supervised,ugss", "--fractions", "0.5"]
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--work", str(tmp_path / "w"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert {(r["method"], r["seed"]) for r in doc["runs"]} == {
+        (m, k) for m in ("supervised", "ugss") for k in (0, 1)
+    }
+    tests = {r["seed"]: set(r["test_ids"]) for r in doc["runs"]}
+    assert tests[0] and tests[1] and not tests[0] & tests[1]
+    for r in doc["runs"]:
+        assert r["config"]["data"]["folds"] == 2 and r["config"]["data"]["fold"] == r["seed"]
+        assert not set(r["labeled_ids"] + r["val_ids"]) & tests[r["seed"]]
+    assert set(doc["splits"]) == {"f0.5-fold0", "f0.5-fold1"}
