@@ -13,7 +13,6 @@ refused) fails the item at once, with the status in its error.
 
 from __future__ import annotations
 
-import logging
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,10 +26,6 @@ from ugss.dicom_node.db import OutboxItem
 from ugss.dicom_node.dimse import SendResult
 
 RETRIED_STATUSES = {408, 425, 429}
-# dicomweb-client runs each request through the ``retrying`` package even with its retries off,
-# which logs every failed attempt as a WARNING holding a formatted traceback; the outbox logs
-# the failure once, as one line, and retries it itself.
-logging.getLogger("retrying").setLevel(logging.ERROR)
 
 
 def web_session(config: NodeConfig) -> tuple[requests.Session, dict[str, str]]:

@@ -36,8 +36,17 @@ class OneLineFilter(logging.Filter):
         return True
 
 
+# dicomweb-client runs each request through ``retrying`` even with its retries off, which logs
+# every failed attempt as a WARNING whose message is a formatted traceback; the outbox logs the
+# failure once, as one line, and retries it itself.
+SILENCED = ("retrying",)
+
+
 def quiet_third_party(prefix: str = "pynetdicom") -> None:
-    """Put ``OneLineFilter`` on every logger under ``prefix`` (filters are not inherited)."""
+    """Put ``OneLineFilter`` on every logger under ``prefix`` (filters are not inherited), and
+    keep the ``SILENCED`` loggers to errors."""
+    for name in SILENCED:
+        logging.getLogger(name).setLevel(logging.ERROR)
     names = [prefix] + [n for n in logging.root.manager.loggerDict if n.startswith(prefix + ".")]
     for name in names:
         target = logging.getLogger(name)
