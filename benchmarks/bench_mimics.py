@@ -171,7 +171,7 @@ def summarize(outcomes: list[Outcome]) -> dict:
     covered = [o.low_ml <= o.true_ml <= o.high_ml for o in with_iv]
     covered_bleed = [o.low_ml <= o.true_ml <= o.high_ml for o in with_iv if o.kind != "none"]
     bleed_lo, bleed_hi = coverage_ci(covered_bleed)
-    icv_share = [o.icv_s / o.model_s for o in outcomes if o.model_s > 0 and o.icv_s == o.icv_s]
+    icv_share = [o.icv_s / o.model_s for o in outcomes if o.model_s > 0 and np.isfinite(o.icv_s)]
     icv = [o.icv_dice for o in outcomes if o.icv_dice is not None]
     true = np.array([o.true_ml for o in outcomes])
     pred = np.array([o.pred_ml for o in outcomes])
