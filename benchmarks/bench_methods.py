@@ -61,6 +61,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -326,6 +327,28 @@ def run_one(cfg: TrainConfig, out: Path, spec: dict[str, Any]) -> dict[str, Any]
         (out / name).unlink(missing_ok=True)
     (out / RESULT).write_text(json.dumps(doc, indent=2) + "\n")
     return doc
+
+
+def train_runs(
+    todo: list[tuple[TrainConfig, Path, dict[str, Any]]],
+    kept: int,
+    args: argparse.Namespace,
+    done: Callable[[dict[str, Any]], None],
+) -> None:
+    """Say the plan, then train ``todo`` (``--jobs`` processes) and hand each result to
+    ``done`` as it finishes."""
+    print(
+        f"{len(todo)} run(s) to train, {kept} kept; {args.jobs} job(s) × "
+        f"{args.threads_per_job} thread(s); {args.epochs} × {args.steps} steps, batch {args.batch}",
+        flush=True,
+    )
+    if args.jobs == 1:
+        for t in todo:
+            done(run_one(*t))
+        return
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(run_one, *t) for t in todo]):
+            done(fut.result())
 
 
 def upgrade(doc: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -726,11 +749,6 @@ def main_shift(args: argparse.Namespace, work: Path) -> int:
                 print(f"  kept   {setting:5s} {m:13s} f={f:g} seed={seed}", flush=True)
             else:
                 todo.append((cfg, out, spec))
-    print(
-        f"{len(todo)} run(s) to train, {len(rows)} kept; {args.jobs} job(s) × "
-        f"{args.threads_per_job} thread(s); {args.epochs} × {args.steps} steps, batch {args.batch}",
-        flush=True,
-    )
 
     def done(doc: dict[str, Any]) -> None:
         rows.append(doc)
@@ -742,14 +760,7 @@ def main_shift(args: argparse.Namespace, work: Path) -> int:
             flush=True,
         )
 
-    if args.jobs == 1:
-        for t in todo:
-            done(run_one(*t))
-    else:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_one, *t) for t in todo]
-            for fut in as_completed(futures):
-                done(fut.result())
+    train_runs(todo, len(rows), args, done)
     wall = time.perf_counter() - t_start
     order = {m: i for i, m in enumerate(SHIFT_METHODS)}
     rows.sort(key=lambda r: (r["setting"] != "shift", r["fraction"], order[r["method"]], r["seed"]))
@@ -811,11 +822,6 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  kept   {m:10s} f={f:g} seed={seed}", flush=True)
                 else:
                     todo.append((cfg, out, spec))
-    print(
-        f"{len(todo)} run(s) to train, {len(rows)} kept; {args.jobs} job(s) × "
-        f"{args.threads_per_job} thread(s); {args.epochs} × {args.steps} steps, batch {args.batch}",
-        flush=True,
-    )
 
     def done(doc: dict[str, Any]) -> None:
         rows.append(doc)
@@ -826,14 +832,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    if args.jobs == 1:
-        for cfg, out, spec in todo:
-            done(run_one(cfg, out, spec))
-    else:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_one, *t) for t in todo]
-            for fut in as_completed(futures):
-                done(fut.result())
+    train_runs(todo, len(rows), args, done)
     wall = time.perf_counter() - t_start
     agg = aggregate(rows, args)
     table = markdown(rows, agg)

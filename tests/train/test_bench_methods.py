@@ -14,29 +14,18 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_methods.py"
 METHODS = {"unet", "supervised", "cutmix", "cutpaste", "ugss"}
 
 
-def _run(tmp_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--tiny",
-            "--seeds",
-            "0,1",
-            "--work",
-            str(tmp_path / "work"),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+def _run(
+    out: Path, work: Path, *extra: str, timeout: int = 180
+) -> subprocess.CompletedProcess[str]:
+    """bench_methods.py --tiny with ``extra`` options, its runs kept in ``work``."""
+    cmd = [sys.executable, str(BENCH), "--tiny", *extra, "--work", str(work), "--json", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.slow
 def test_bench_methods_tiny(tmp_path: Path):
     out = tmp_path / "methods.json"
-    proc = _run(tmp_path, out)
+    proc = _run(out, tmp_path / "work", "--seeds", "0,1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(out.read_text())
     fractions = doc["args"]["fractions"]
@@ -65,7 +54,7 @@ def test_bench_methods_tiny(tmp_path: Path):
 
     # --work keeps the runs: a second call trains nothing and reports the same numbers
     again = tmp_path / "again.json"
-    proc2 = _run(tmp_path, again)
+    proc2 = _run(again, tmp_path / "work", "--seeds", "0,1")
     assert proc2.returncode == 0, proc2.stderr[-2000:]
     doc2 = json.loads(again.read_text())
     assert doc2["runs_trained"] == 0
@@ -81,23 +70,7 @@ def test_bench_methods_shift_tiny(tmp_path: Path):
     """--shift --tiny: every planned (setting, fraction, method, seed) once, as the issue's
     records; labeled scans from site A (shift) or B (same), one site-B test cohort for all."""
     out = tmp_path / "methods.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--shift",
-            "--tiny",
-            "--seeds",
-            "0,1",
-            "--work",
-            str(tmp_path / "work"),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _run(out, tmp_path / "work", "--shift", "--seeds", "0,1", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = json.loads(out.read_text())
     assert isinstance(records, list) and records
@@ -155,13 +128,8 @@ def test_bench_methods_shift_tiny(tmp_path: Path):
 def test_bench_methods_folds_tiny(tmp_path: Path):
     """--folds 2: run i tests fold i; the two test splits partition the labeled patients."""
     out = tmp_path / "folds.json"
-    args = ["--tiny", "--folds", "2", "--methods", "supervised,ugss", "--fractions", "0.5"]
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), *args, "--work", str(tmp_path / "w"), "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    plan = ("--folds", "2", "--methods", "supervised,ugss", "--fractions", "0.5")
+    proc = _run(out, tmp_path / "w", *plan)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert {(r["method"], r["seed"]) for r in doc["runs"]} == {
