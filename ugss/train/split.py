@@ -54,11 +54,10 @@ class DataSplit:
         return None
 
 
-def _stratified_order(
-    groups: list[str], positive: Mapping[str, bool | None], rng: np.random.Generator
+def _stratified_pick(
+    groups: list[str], positive: Mapping[str, bool | None], k: int, rng: np.random.Generator
 ) -> list[str]:
-    """Every group, ordered so that any prefix spreads proportionally over the strata
-    (positive / negative / unknown)."""
+    """Pick ``k`` groups spread proportionally over the strata (positive / negative / unknown)."""
     strata: dict[bool | None, list[str]] = defaultdict(list)
     for g in groups:
         strata[positive.get(g)].append(g)
@@ -69,14 +68,7 @@ def _stratified_order(
         for rank, idx in enumerate(order):
             keyed.append(((rank + 0.5) / n, rng.random(), members[idx]))
     keyed.sort()
-    return [g for _, _, g in keyed]
-
-
-def _stratified_pick(
-    groups: list[str], positive: Mapping[str, bool | None], k: int, rng: np.random.Generator
-) -> list[str]:
-    """Pick ``k`` groups spread proportionally over the strata."""
-    return _stratified_order(groups, positive, rng)[:k]
+    return [g for _, _, g in keyed[:k]]
 
 
 def stratified_fold(
