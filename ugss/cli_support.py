@@ -27,6 +27,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from ugss import __version__
 from ugss.errors import InputError, UGSSError
+from ugss.options import THREADS_HELP
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 DEVICES = ("auto", "cpu", "cuda")
@@ -131,9 +132,7 @@ VerboseOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("-q", "--quiet", help="Print nothing but warnings and errors.")
 ]
-ThreadsOpt = Annotated[
-    int, typer.Option("--threads", min=0, help="CPU threads (0 = all cores).", metavar="INT")
-]
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help=THREADS_HELP, metavar="INT")]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(

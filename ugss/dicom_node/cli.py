@@ -11,10 +11,11 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ugss.cli_config import config_options, with_default
 from ugss.cli_support import (
     DeviceOpt,
     QuietOpt,
@@ -27,6 +28,7 @@ from ugss.cli_support import (
 )
 from ugss.dicom_node.config import NodeConfig, load_config
 from ugss.errors import InputError
+from ugss.options import option_help
 
 app = make_app(
     no_args_is_help=False,
@@ -39,144 +41,36 @@ app = make_app(
     ),
 )
 
-_D = NodeConfig()
-
-HELP = {
-    "config": "TOML file with any of the options below (flat keys).",
-    "ae_title": f"This node's AE title; the called AE must match (default {_D.ae_title}).",
-    "bind": f"IP address to listen on (default {_D.bind}).",
-    "port": f"TCP port to listen on (default {_D.port}).",
-    "peer": "Allowed calling AE and its host, AE@IP (repeat; host '*' allows any). "
-    "None given: the destinations' AE@host, or any peer when there are no destinations.",
-    "allow_any_peer": "Accept any calling AE even when destinations are set (by default the "
-    "destinations' AE@host become the allow-list when no --peer is given).",
-    "destination": "Where results are sent (repeat): name=AE@host:port (C-STORE) or "
-    "name=https://host/dicom-web (STOW-RS; credentials: TOML keys web_*).",
-    "spool": f"State folder: instances, node.sqlite, results (default {_D.spool}).",
-    "spool_limit_mb": "Refuse instances (0xA700) beyond this spool size in MiB "
-    f"(default {_D.spool_limit_mb}).",
-    "results": "Folder for result files (default <spool>/results).",
-    "model": "ONNX model written by ugss-export (default: the bundled model).",
-    "provider": "onnxruntime execution provider: auto | cpu | cuda | tensorrt (default cpu; "
-    "--device is the short form).",
-    "triton_url": "Run the model on a Triton server (host:port); --model is then the model name.",
-    "mc_samples": "0: deterministic (no volume interval); unset: the model's MC samples.",
-    "quiet_period_s": "Seconds without a new instance that complete a series "
-    f"(default {_D.quiet_period_s:g}).",
-    "overlay": "Also send a secondary-capture overlay series (not for diagnosis).",
-    "max_associations": f"Concurrent associations accepted (default {_D.max_associations}).",
-    "max_associations_per_peer": "Concurrent connections from one IP address, at most "
-    f"max-associations (default {_D.max_associations_per_peer}).",
-    "network_timeout_s": "Seconds a silent or stalled peer (idle association, partial PDU, TLS "
-    f"handshake) is given before it is dropped (default {_D.network_timeout_s:g}).",
-    "max_series_per_hour": "New series one peer (AE@host) may start per hour; more get 0xA700 "
-    f"(default {_D.max_series_per_hour}).",
-    "max_slices_per_series": f"Instances per series (default {_D.max_slices_per_series}).",
-    "max_series_voxels": "Rows x Columns x slices per series, bounding a job's memory "
-    f"(default {_D.max_series_voxels}).",
-    "decode_memory_mb": "Address-space limit of the process that decodes compressed pixel data "
-    f"(default {_D.decode_memory_mb}).",
-    "decode_timeout_s": "Seconds that process may take per series before the series is "
-    f"quarantined (default {_D.decode_timeout_s:g}).",
-    "retry_base_s": f"First delivery retry delay, doubled per try (default {_D.retry_base_s:g}).",
-    "retry_max_s": f"Longest delay between delivery tries (default {_D.retry_max_s:g}).",
-    "max_attempts": f"Delivery tries before an item is marked failed (default {_D.max_attempts}).",
-    "retention_h": "Hours a finished series stays in the spool for late instances "
-    f"(default {_D.retention_h:g}).",
-    "tls_cert": "Server certificate (PEM); turns TLS on, with its key.",
-    "tls_key": "Private key (PEM) of the TLS server certificate.",
-    "tls_ca": "CA bundle (PEM): require client certificates signed by it.",
-    "threads": "CPU threads of the model (0 = all cores; default 0).",
-    "metrics_port": "Serve Prometheus metrics at http://<metrics-bind>:PORT/metrics "
-    "(default: off).",
-    "metrics_bind": "Address of the metrics endpoint (default 127.0.0.1).",
-    "select": "Series segmented per study: best (one: soft-tissue axial non-contrast head CT "
-    "nearest select_preferred_mm thick) | all (every suitable series). The rules' keyword lists "
-    "and thickness range are TOML keys select_* (ugss-node --print-config lists them).",
-}
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=HELP["config"])]
-SpoolOpt = Annotated[Path | None, typer.Option("--spool", help=HELP["spool"])]
-OptStr = str | None
-OptInt = int | None
-OptFloat = float | None
-OptPath = Path | None
-
-
-def _opt(name: str) -> typer.models.OptionInfo:
-    return typer.Option(help=HELP[name])
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML file with any of the options below (flat keys)."),
+]
+SpoolOpt = Annotated[
+    Path | None,
+    typer.Option("--spool", help=with_default(option_help(NodeConfig, "spool"), NodeConfig.spool)),
+]
 
 
 @app.callback()
+@config_options(NodeConfig, unset=True, before="print_config")
 def serve(
     ctx: typer.Context,
     config: ConfigOpt = None,
-    ae_title: Annotated[OptStr, _opt("ae_title")] = None,
-    bind: Annotated[OptStr, _opt("bind")] = None,
-    port: Annotated[OptInt, _opt("port")] = None,
-    peer: Annotated[list[str] | None, _opt("peer")] = None,
-    destination: Annotated[list[str] | None, _opt("destination")] = None,
-    allow_any_peer: Annotated[
-        bool | None, typer.Option("--allow-any-peer", help=HELP["allow_any_peer"])
-    ] = None,
-    spool: SpoolOpt = None,
-    spool_limit_mb: Annotated[OptInt, _opt("spool_limit_mb")] = None,
-    results: Annotated[OptPath, _opt("results")] = None,
-    model: Annotated[OptPath, _opt("model")] = None,
     device: DeviceOpt = None,
-    provider: Annotated[OptStr, _opt("provider")] = None,
-    triton_url: Annotated[OptStr, _opt("triton_url")] = None,
-    mc_samples: Annotated[OptInt, _opt("mc_samples")] = None,
-    quiet_period_s: Annotated[OptFloat, _opt("quiet_period_s")] = None,
-    overlay: Annotated[
-        bool | None, typer.Option("--overlay/--no-overlay", help=HELP["overlay"])
-    ] = None,
-    max_associations: Annotated[OptInt, _opt("max_associations")] = None,
-    max_associations_per_peer: Annotated[OptInt, _opt("max_associations_per_peer")] = None,
-    network_timeout_s: Annotated[OptFloat, _opt("network_timeout_s")] = None,
-    max_series_per_hour: Annotated[OptInt, _opt("max_series_per_hour")] = None,
-    max_slices_per_series: Annotated[OptInt, _opt("max_slices_per_series")] = None,
-    max_series_voxels: Annotated[OptInt, _opt("max_series_voxels")] = None,
-    decode_memory_mb: Annotated[OptInt, _opt("decode_memory_mb")] = None,
-    decode_timeout_s: Annotated[OptFloat, _opt("decode_timeout_s")] = None,
-    retry_base_s: Annotated[OptFloat, _opt("retry_base_s")] = None,
-    retry_max_s: Annotated[OptFloat, _opt("retry_max_s")] = None,
-    max_attempts: Annotated[OptInt, _opt("max_attempts")] = None,
-    retention_h: Annotated[OptFloat, _opt("retention_h")] = None,
-    tls_cert: Annotated[OptPath, _opt("tls_cert")] = None,
-    tls_key: Annotated[OptPath, _opt("tls_key")] = None,
-    tls_ca: Annotated[OptPath, _opt("tls_ca")] = None,
-    select: Annotated[OptStr, _opt("select")] = None,
-    threads: Annotated[OptInt, _opt("threads")] = None,
-    metrics_port: Annotated[OptInt, _opt("metrics_port")] = None,
-    metrics_bind: Annotated[OptStr, _opt("metrics_bind")] = None,
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the effective configuration and exit.")
     ] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     version: VersionOpt = False,
+    **options: Any,
 ) -> None:
     """Run the node until interrupted (SIGINT/SIGTERM); or a subcommand, see below."""
+    # every option but these is a field of NodeConfig (ugss.dicom_node.config) and its help
     if ctx.invoked_subcommand is not None:
         return
-    provider = provider_for(device, provider)
-    cfg = load_config(
-        config,
-        ae_title=ae_title, bind=bind, port=port, peers=peer or None,
-        destinations=destination or None, allow_any_peer=allow_any_peer, spool=spool,
-        spool_limit_mb=spool_limit_mb,
-        results=results, model=model, provider=provider, triton_url=triton_url,
-        mc_samples=mc_samples, quiet_period_s=quiet_period_s,
-        overlay=overlay, max_associations=max_associations, network_timeout_s=network_timeout_s,
-        retry_base_s=retry_base_s, retry_max_s=retry_max_s, max_attempts=max_attempts,
-        retention_h=retention_h, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
-        max_associations_per_peer=max_associations_per_peer,
-        max_series_per_hour=max_series_per_hour, max_slices_per_series=max_slices_per_series,
-        max_series_voxels=max_series_voxels, decode_memory_mb=decode_memory_mb,
-        decode_timeout_s=decode_timeout_s, select=select, threads=threads,
-        metrics_port=metrics_port, metrics_bind=metrics_bind,
-    )  # fmt: skip
+    options["provider"] = provider_for(device, options["provider"])
+    cfg = load_config(config, **options)
     if print_config:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return

@@ -28,6 +28,7 @@ from typing import Any
 from ugss.dicom_node import selection
 from ugss.errors import ConfigError
 from ugss.known_keys import known_keys
+from ugss.options import option
 from ugss.runtime.engines import PROVIDER_CHOICES
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2 AE: 16 chars, no backslash
@@ -107,45 +108,139 @@ class Destination:
 class NodeConfig:
     """Everything the node needs; defaults listen on loopback and write results to a folder."""
 
-    ae_title: str = "UGSS"
-    bind: str = "127.0.0.1"
-    port: int = 11112
-    peers: tuple[Peer, ...] = ()
-    allow_any_peer: bool = False
-    destinations: tuple[Destination, ...] = ()
-    spool: Path = Path("ugss-node")
-    spool_limit_mb: int = 20_000
-    results: Path | None = None
-    model: Path | None = None
-    provider: str = "cpu"
-    triton_url: str | None = None
-    mc_samples: int | None = None
-    quiet_period_s: float = 10.0
-    overlay: bool = False
-    max_associations: int = 10
-    max_associations_per_peer: int = 5  # connections from one IP; at most max_associations
-    network_timeout_s: float = 60.0
-    max_series_per_hour: int = 120
-    max_slices_per_series: int = 1000
-    max_series_voxels: int = 120_000_000
-    decode_memory_mb: int = 1024
-    decode_timeout_s: float = 120.0
-    retry_base_s: float = 5.0
-    retry_max_s: float = 600.0
-    max_attempts: int = 20
-    retention_h: float = 72.0
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
-    threads: int = 0  # the model's CPU threads; 0 = all cores
-    metrics_port: int | None = None  # Prometheus scrape endpoint; off unless set (0: any port)
-    metrics_bind: str = "127.0.0.1"
+    ae_title: str = option("UGSS", help="This node's AE title; the called AE must match.")
+    bind: str = option("127.0.0.1", help="IP address to listen on.")
+    port: int = option(11112, help="TCP port to listen on.")
+    peers: tuple[Peer, ...] = option(
+        (),
+        help=(
+            "Allowed calling AE and its host, AE@IP (repeat; host '*' allows any). None "
+            "given: the destinations' AE@host, or any peer when there are no destinations."
+        ),
+        flags=("--peer",),
+        metavar="AE@IP",
+    )
+    allow_any_peer: bool = option(
+        False,
+        help=(
+            "Accept any calling AE even when destinations are set (by default the "
+            "destinations' AE@host become the allow-list when no --peer is given)."
+        ),
+        flags=("--allow-any-peer",),
+    )
+    destinations: tuple[Destination, ...] = option(
+        (),
+        help=(
+            "Where results are sent (repeat): name=AE@host:port (C-STORE) or "
+            "name=https://host/dicom-web (STOW-RS; credentials: TOML keys web_*)."
+        ),
+        flags=("--destination",),
+        metavar="NAME=AE@HOST:PORT",
+    )
+    spool: Path = option(Path("ugss-node"), help="State folder: instances, node.sqlite, results.")
+    spool_limit_mb: int = option(
+        20_000,
+        help="Refuse instances (0xA700) beyond this spool size in MiB.",
+    )
+    results: Path | None = option(None, help="Folder for result files (default <spool>/results).")
+    model: Path | None = option(
+        None,
+        help="ONNX model written by ugss-export (default: the bundled model).",
+    )
+    provider: str = option(
+        "cpu",
+        help=(
+            "onnxruntime execution provider: auto | cpu | cuda | tensorrt (default cpu; "
+            "--device is the short form)."
+        ),
+    )
+    triton_url: str | None = option(
+        None,
+        help="Run the model on a Triton server (host:port); --model is then the model name.",
+    )
+    mc_samples: int | None = option(
+        None,
+        help=(
+            "0: deterministic (no volume interval); unset: the model's MC samples (default unset)."
+        ),
+    )
+    quiet_period_s: float = option(
+        10.0,
+        help="Seconds without a new instance that complete a series.",
+    )
+    overlay: bool = option(
+        False,
+        help="Also send a secondary-capture overlay series (not for diagnosis).",
+        flags=("--overlay/--no-overlay",),
+    )
+    max_associations: int = option(10, help="Concurrent associations accepted.")
+    max_associations_per_peer: int = option(  # connections from one IP; at most max_associations
+        5,
+        help="Concurrent connections from one IP address, at most max-associations.",
+    )
+    network_timeout_s: float = option(
+        60.0,
+        help=(
+            "Seconds a silent or stalled peer (idle association, partial PDU, TLS "
+            "handshake) is given before it is dropped."
+        ),
+    )
+    max_series_per_hour: int = option(
+        120,
+        help="New series one peer (AE@host) may start per hour; more get 0xA700.",
+    )
+    max_slices_per_series: int = option(1000, help="Instances per series.")
+    max_series_voxels: int = option(
+        120_000_000,
+        help="Rows x Columns x slices per series, bounding a job's memory.",
+    )
+    decode_memory_mb: int = option(
+        1024,
+        help="Address-space limit of the process that decodes compressed pixel data.",
+    )
+    decode_timeout_s: float = option(
+        120.0,
+        help="Seconds that process may take per series before the series is quarantined.",
+    )
+    retry_base_s: float = option(5.0, help="First delivery retry delay, doubled per try.")
+    retry_max_s: float = option(600.0, help="Longest delay between delivery tries.")
+    max_attempts: int = option(20, help="Delivery tries before an item is marked failed.")
+    retention_h: float = option(
+        72.0,
+        help="Hours a finished series stays in the spool for late instances.",
+    )
+    tls_cert: Path | None = option(
+        None,
+        help="Server certificate (PEM); turns TLS on, with its key.",
+    )
+    tls_key: Path | None = option(None, help="Private key (PEM) of the TLS server certificate.")
+    tls_ca: Path | None = option(
+        None,
+        help="CA bundle (PEM): require client certificates signed by it.",
+    )
+    threads: int = option(  # the model's CPU threads; 0 = all cores
+        0,
+        help="CPU threads of the model (0 = all cores; default 0).",
+    )
+    metrics_port: int | None = option(  # Prometheus scrape endpoint; off unless set (0: any port)
+        None,
+        help="Serve Prometheus metrics at http://<metrics-bind>:PORT/metrics (default: off).",
+    )
+    metrics_bind: str = option("127.0.0.1", help="Address of the metrics endpoint.")
     web_auth: str = "none"  # DICOMweb destinations: none | basic | bearer
     web_user: str | None = None  # basic: the user name
     web_secret_file: Path | None = None  # basic: the password; bearer: the token (one line)
     web_ca_bundle: Path | None = None  # CA bundle (PEM) to verify the server; default: system
     web_timeout_s: float = 30.0
-    select: str = "best"  # "best": one series per study; "all": every suitable series
+    select: str = option(  # "best": one series per study; "all": every suitable series
+        "best",
+        help=(
+            "Series segmented per study: best (one: soft-tissue axial non-contrast head CT "
+            "nearest select_preferred_mm thick) | all (every suitable series). The rules' "
+            "keyword lists and thickness range are TOML keys select_* (ugss-node "
+            "--print-config lists them)."
+        ),
+    )
     select_preferred_mm: float = 5.0
     select_thickness_mm: tuple[float, float] = (0.5, 6.0)
     select_sharp_kernels: tuple[str, ...] = selection.SHARP_KERNELS

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from ugss.errors import ConfigError
 from ugss.known_keys import known_keys
+from ugss.options import THREADS_HELP, option
 from ugss.runtime.preprocess import DEFAULT_WINDOWS, Window, windows_from_str, windows_to_str
 from ugss.train.kinds import DEFAULT_TEACHER_UPDATE, Consistency, Method, TeacherUpdate, choice
 from ugss.train.model import DOWNSAMPLE, ModelConfig
@@ -51,25 +52,71 @@ def _check(cond: bool, message: str) -> None:
 class DataConfig(_Section):
     """Where the scans come from, how they are split, preprocessed, sampled and augmented."""
 
-    data_dir: str | None = None  # PhysioNet CT-ICH layout: ct_scans/, masks/
-    manifest: str | None = None  # CSV/JSON: scan, [mask], [patient_id]
-    unlabeled_dirs: tuple[str, ...] = ()  # more unlabeled scans (``ugss.train.unlabeled``)
-    synth_scans: int = 40  # synthetic cohort when neither data_dir nor manifest is given
-    synth_matrix: int = 256
-    synth_seed: int = 0
-    synth_dir: str | None = None  # where the synthetic cohort is kept (default: user cache)
-    input_size: int = 160
+    data_dir: str | None = option(
+        None,
+        help="PhysioNet CT-ICH folder (ct_scans/, masks/); default: synthetic",
+        flags=("-i", "--data"),
+        metavar="DIR",
+    )
+    manifest: str | None = option(  # CSV/JSON: scan, [mask], [patient_id]
+        None,
+        help="CSV/JSON listing scan, optional mask and patient_id per row",
+        metavar="FILE",
+    )
+    unlabeled_dirs: tuple[str, ...] = option(  # more unlabeled scans (``ugss.train.unlabeled``)
+        (),
+        help=(
+            "Folder of unlabeled CT scans (NIfTI files or DICOM series folders), repeatable; "
+            "used by the semi-supervised methods"
+        ),
+        flags=("--unlabeled",),
+        metavar="DIR",
+    )
+    synth_scans: int = option(  # synthetic cohort when neither data_dir nor manifest is given
+        40,
+        help="Synthetic cohort: number of scans",
+    )
+    synth_matrix: int = option(256, help="Synthetic cohort: in-plane matrix")
+    synth_seed: int = option(0, help="Synthetic cohort: seed")
+    synth_dir: str | None = option(
+        None,
+        help="Where to keep the synthetic cohort (default: user cache)",
+        metavar="DIR",
+    )
+    input_size: int = option(160, help="Model input size (multiple of 16), also used at inference")
     windows: str = windows_to_str(DEFAULT_WINDOWS)
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    labeled_fraction: float = 1.0
-    split_seed: int = 0
-    folds: int = 0  # k-fold cross-validation by patient: k >= 2, test = fold ``fold``
-    fold: int = 0
-    cache_dir: str | None = None  # preprocessed-slice cache (default: user cache)
-    crop_size: int = 96
-    positive_fraction: float = 0.5  # share of labeled samples drawn from hemorrhage slices
-    unlabeled_share: float = 0.5  # share of each batch taken from unlabeled scans, if any
+    test_fraction: float = option(0.2, help="Share of patients held out")
+    val_fraction: float = option(
+        0.1,
+        help="Share of training patients used for validation (at least 1)",
+    )
+    labeled_fraction: float = option(
+        1.0,
+        help="Share of training scans keeping their masks, in (0, 1]",
+    )
+    split_seed: int = option(0, help="Seed of the patient split")
+    folds: int = option(  # k-fold cross-validation by patient: k >= 2, test = fold ``fold``
+        0,
+        help=(
+            "k-fold cross-validation by patient: k stratified folds, the test split is fold "
+            "--fold and --test-fraction is unused (0: off; run k times for every fold)"
+        ),
+    )
+    fold: int = option(0, help="With --folds: which fold is the test split (0 … k−1)")
+    cache_dir: str | None = option(
+        None,
+        help="Preprocessed-slice cache (default: ~/.cache/ugss/slices)",
+        metavar="DIR",
+    )
+    crop_size: int = option(96, help="Training crop size (multiple of 16)")
+    positive_fraction: float = option(  # share of labeled samples drawn from hemorrhage slices
+        0.5,
+        help="Share of labeled crops taken from hemorrhage slices",
+    )
+    unlabeled_share: float = option(  # share of each batch taken from unlabeled scans, if any
+        0.5,
+        help="Share of each batch from unlabeled scans (if any)",
+    )
     rotation_deg: float = 15.0
     flip_lr: float = 0.5
     flip_ud: float = 0.0
@@ -121,23 +168,65 @@ class DataConfig(_Section):
 class MethodConfig(_Section):
     """The semi-supervised method (section 2) and its ablation switches (Tables 8–11)."""
 
-    method: str = "ugss"
-    teacher_update: str = ""  # "" → wema for ugss, ema for cutmix/cutpaste, none for supervised
-    consistency: str = "kl"
-    uncertainty_mask: bool = True  # keep only pixels with û < δ·û_max in L_uc (Table 10, 11)
-    use_confidence: bool = True  # weight L_uc by p_conf = 1 − û/û_max (eq. 4, Table 9)
-    mc_samples: int = 8
-    delta: float = 0.7
-    lambda_max: float = 0.6  # m of eq. 10
-    lambda_init: float = 0.0  # α of eq. 10
-    lambda_exponent: float = 2.0  # e of eq. 10
-    lambda_ramp: float = 1.0  # δ_T of eq. 10 as a share of the planned steps (see ramp_steps)
-    teacher_noise: float = 0.03  # σ of the Gaussian noise on the teacher's input ([0, 1] scale)
-    alpha_start: float = 0.9  # wEMA decay α′ at the first step (cosine schedule)
-    alpha_end: float = 0.99  # … and at the last
-    ema_decay: float = 0.99  # constant decay of the plain-EMA teacher
-    wema_student_weight: float = 0.5  # w_s of eq. 11 (w_t = 1 − w_s)
-    calibrate: bool = True  # inference logit offset −ln w_pos (see losses.prior_correction)
+    method: str = option("ugss", help="ugss | supervised | cutmix | cutpaste")
+    teacher_update: str = (
+        option(  # "" → wema for ugss, ema for cutmix/cutpaste, none for supervised
+            "",
+            help="none | ema | wema (default: wema for ugss, ema for cutmix/cutpaste)",
+        )
+    )
+    consistency: str = option("kl", help="Consistency loss: kl | smoothl1")
+    uncertainty_mask: bool = option(  # keep only pixels with û < δ·û_max in L_uc (Table 10, 11)
+        True,
+        help="Ablation: keep every pixel (no û < δ·û_max mask); the p_conf weight stays",
+        flags=("--no-uncertainty-mask",),
+        invert=True,
+    )
+    use_confidence: bool = option(  # weight L_uc by p_conf = 1 − û/û_max (eq. 4, Table 9)
+        True,
+        help="Ablation: no p_conf weight on the consistency loss; the δ mask stays",
+        flags=("--no-confidence",),
+        invert=True,
+    )
+    mc_samples: int = option(8, help="Teacher MC-dropout samples T")
+    delta: float = option(0.7, help="Uncertainty threshold δ (keep û < δ·û_max)")
+    lambda_max: float = option(0.6, help="Maximum consistency weight m")  # m of eq. 10
+    lambda_init: float = option(0.0, help="Initial consistency weight α")  # α of eq. 10
+    lambda_exponent: float = option(2.0, help="Ramp exponent e of λ_u")  # e of eq. 10
+    lambda_ramp: float = option(  # δ_T of eq. 10 as a share of the planned steps (see ramp_steps)
+        1.0,
+        help=(
+            "Share of the planned steps over which λ_u ramps up to m; early stopping counts "
+            "no epoch before λ_u reached m"
+        ),
+    )
+    select_after_ramp: bool = option(  # best checkpoint only among epochs with λ_u = m (see loop)
+        False,
+        help="Choose the best checkpoint only among the epochs that ended with λ_u = m",
+    )
+    teacher_noise: float = option(  # σ of the Gaussian noise on the teacher's input ([0, 1] scale)
+        0.03,
+        help="σ of the teacher input noise",
+    )
+    alpha_start: float = option(  # wEMA decay α′ at the first step (cosine schedule)
+        0.9,
+        help="wEMA decay α′ at the start",
+    )
+    alpha_end: float = option(0.99, help="wEMA decay α′ at the end")  # … and at the last
+    ema_decay: float = option(  # constant decay of the plain-EMA teacher
+        0.99,
+        help="Decay of the plain-EMA teacher",
+    )
+    wema_student_weight: float = option(  # w_s of eq. 11 (w_t = 1 − w_s)
+        0.5,
+        help="w_s of the wEMA update (w_t = 1 − w_s)",
+    )
+    calibrate: bool = option(  # inference logit offset −ln w_pos (see losses.prior_correction)
+        True,
+        help="Keep the raw weighted-BCE output (no −ln w_pos logit offset)",
+        flags=("--no-calibrate",),
+        invert=True,
+    )
 
     def __post_init__(self) -> None:
         # converted at the door: members equal their strings, to_dict writes the strings
@@ -194,14 +283,17 @@ class MethodConfig(_Section):
 class OptimConfig(_Section):
     """AdamW with linear warm-up then cosine decay (section 3.4); epochs of fixed step counts."""
 
-    epochs: int = 24
-    steps_per_epoch: int = 60
-    batch_size: int = 8
-    lr: float = 2e-3
+    epochs: int = option(24, help="Maximum number of epochs")
+    steps_per_epoch: int = option(60, help="Training steps per epoch")
+    batch_size: int = option(8, help="Crops per step (labeled + unlabeled)")
+    lr: float = option(2e-3, help="AdamW peak learning rate")
     min_lr: float = 1e-5
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    patience: int = 6  # epochs without a better validation Dice before stopping
+    weight_decay: float = option(1e-4, help="AdamW weight decay")
+    warmup_epochs: float = option(1.0, help="Linear LR warm-up, in epochs")
+    patience: int = option(  # epochs without a better validation Dice before stopping
+        6,
+        help="Early stopping: epochs without improvement",
+    )
     grad_clip: float = 5.0
 
     def __post_init__(self) -> None:
@@ -221,13 +313,23 @@ class OptimConfig(_Section):
 class RunConfig(_Section):
     """Where results go and how the run executes."""
 
-    out: str = "runs/ugss"
-    device: str = "auto"
-    amp: bool = True  # mixed precision on CUDA only
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = all cores
+    out: str = option(
+        "runs/ugss",
+        help="Folder for checkpoints and metrics",
+        flags=("-o", "--out"),
+        metavar="DIR",
+    )
+    device: str = option("auto", help="auto | cpu | cuda")
+    amp: bool = option(True, help="Mixed precision (CUDA only)")  # mixed precision on CUDA only
+    seed: int = option(0, help="Seed of weights, batches and dropout")
+    threads: int = option(  # torch CPU threads; 0 = all cores
+        0,
+        help=THREADS_HELP,
+        flags=("--threads",),
+        metavar="INT",
+    )
     channels_last: bool = True
-    resume: bool = False
+    resume: bool = option(False, help="Continue the run in --out exactly", flags=("--resume",))
     val_batch_size: int = 16
 
     def __post_init__(self) -> None:

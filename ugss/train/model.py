@@ -32,6 +32,7 @@ from torch import nn
 
 from ugss.errors import ConfigError
 from ugss.known_keys import known_keys
+from ugss.options import option
 from ugss.train.dropout import DROPOUT_KINDS, mc_dropout, noise_shape
 
 SITES = ("bottleneck", "dec4", "dec3", "dec2", "dec1", "head")
@@ -66,10 +67,14 @@ class ModelConfig:
     """Everything needed to rebuild the network (and to export it)."""
 
     in_channels: int = 3
-    dropout_at: str = "head"
-    dropout_rate: float = 0.2
-    dropout_kind: str = "channel"
-    arch: str = "resunet"
+    dropout_at: str = option(
+        "head", help="MC dropout sites: head | dec1..dec4 | decoder | bottleneck | none"
+    )
+    dropout_rate: float = option(0.2, help="MC dropout probability p")
+    dropout_kind: str = option("channel", help="channel | element")
+    arch: str = option(
+        "resunet", help="Network: resunet (paper Fig. 3) | unet (plain blocks, Table 3)"
+    )
 
     def __post_init__(self) -> None:
         parse_sites(self.dropout_at)

@@ -1,0 +1,59 @@
+"""Command-line options declared once, on the config dataclasses' fields.
+
+A config field that is also a command-line option is declared with :func:`option` instead of a
+plain default: its help text, flag names and metavar live in the field's metadata, and
+``ugss.cli_support.config_options`` turns every such field into a typer option of the command.
+A new setting is therefore one field: the dataclass gets it, the CLI shows it, ``to_dict`` and
+``from_dict`` carry it. No typer here, so the configs stay importable without the CLI layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import MISSING
+from typing import Any
+
+OPTION = "ugss.option"
+THREADS_HELP = "CPU threads (0 = all cores)."  # every command's --threads
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """How one config field appears on the command line.
+
+    ``flags`` are the option names (default ``--field-name``; a bool without flags that is off
+    by default gets the one switch ``--name``, one that is on ``--name/--no-name``).
+    ``invert``: a bool field that defaults to True and is switched off by its single flag
+    (``calibrate`` ← ``--no-calibrate``).
+    """
+
+    help: str
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+    invert: bool = False
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    flags: tuple[str, ...] = (),
+    metavar: str | None = None,
+    invert: bool = False,
+    default_factory: Any = MISSING,
+) -> Any:
+    """A dataclass field that is also a command-line option (see the module docstring)."""
+    spec = OptionSpec(help=help, flags=tuple(flags), metavar=metavar, invert=invert)
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata={OPTION: spec})
+    return dataclasses.field(default=default, metadata={OPTION: spec})
+
+
+def option_fields(cls: type) -> list[tuple[dataclasses.Field, OptionSpec]]:
+    """The fields of ``cls`` declared with :func:`option`, in declaration order."""
+    return [(f, f.metadata[OPTION]) for f in dataclasses.fields(cls) if OPTION in f.metadata]
+
+
+def option_help(cls: type, name: str) -> str:
+    """The help text of field ``name`` of ``cls`` (for a command that repeats one option)."""
+    return next(spec.help for f, spec in option_fields(cls) if f.name == name)
