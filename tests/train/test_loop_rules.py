@@ -13,7 +13,7 @@ import pytest
 import ugss.train.loop as loop
 from ugss.train.checkpoint import read_checkpoint
 from ugss.train.config import DataConfig, MethodConfig, OptimConfig, RunConfig, TrainConfig
-from ugss.train.loop import early_stopping_counts, pick_eval_model, train
+from ugss.train.loop import checkpoint_eligible, early_stopping_counts, pick_eval_model, train
 from ugss.train.predict import load_checkpoint
 from ugss.train.validate import ValidationResult
 
@@ -76,6 +76,32 @@ def test_no_early_stop_before_lambda_reaches_its_maximum(
         assert [r["lambda_u"] for r in recs] == pytest.approx(lambdas)
         assert result.lambda_u_reached == pytest.approx(0.6)  # the log shows λ_u reached m
         assert [r["ramp_done"] for r in recs][-1] and not recs[0]["ramp_done"]
+
+
+def test_checkpoint_eligible_waits_for_the_ramp_only_when_asked():
+    late = MethodConfig(select_after_ramp=True)
+    assert not checkpoint_eligible(False, late)
+    assert checkpoint_eligible(True, late)
+    assert checkpoint_eligible(False, MethodConfig())  # the default: every epoch may be best
+    assert checkpoint_eligible(False, MethodConfig(method="supervised", select_after_ramp=True))
+
+
+@pytest.mark.slow
+def test_select_after_ramp_never_keeps_an_epoch_before_lambda_reaches_m(
+    toy_cohort, tmp_path, monkeypatch
+):
+    """Validation gets worse every epoch: the best is epoch 1 unless selection waits."""
+    scores = iter([0.9, 0.9, 0.8, 0.8, 0.7, 0.7, 0.6, 0.6])  # (student, teacher) per epoch
+
+    def validate(net, scans, **kw):
+        return ValidationResult(next(scores))
+
+    monkeypatch.setattr(loop, "validate", validate)
+    out = tmp_path / "run"
+    cfg = config(toy_cohort, out, patience=4, lambda_ramp=0.5, select_after_ramp=True)
+    result = train(cfg)
+    assert result.best_epoch == 2  # the first epoch that ended with λ_u = m (2 of 4 steps)
+    assert [r["best"] for r in records(out)] == [False, True, False, False]
 
 
 def test_pick_eval_model():

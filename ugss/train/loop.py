@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ugss.errors import ConfigError
 from ugss.runtime.preprocess import windows_to_str
 from ugss.train.checkpoint import Checkpoint, load, save_checkpoint
-from ugss.train.config import TrainConfig
+from ugss.train.config import MethodConfig, TrainConfig
 from ugss.train.data import BatchSampler, TrainingData, prepare_data
 from ugss.train.distributed import DistInfo, barrier, broadcast_flag, init_distributed, shutdown
 from ugss.train.losses import prior_correction, raw_threshold
@@ -210,6 +210,18 @@ def early_stopping_counts(steps_done: int, ramp_steps: int, uses_lambda: bool) -
     (``MethodConfig.ramp_steps``): a run is never judged before it used the unlabeled data fully.
     """
     return not uses_lambda or steps_done >= ramp_steps
+
+
+def checkpoint_eligible(ramp_done: bool, method: MethodConfig) -> bool:
+    """Whether this epoch's weights may become ``best.pt``.
+
+    With ``select_after_ramp`` a consistency method's best checkpoint is chosen only among the
+    epochs that ended with λ_u = m, so selection on the labeled site's validation scans cannot
+    pick a model from before the unlabeled data had its full weight (with ``lambda_ramp`` 1 that
+    is the last epoch). The ramp ends at the latest with the planned steps, so a finished run
+    always has one.
+    """
+    return ramp_done or not (method.select_after_ramp and method.uses_teacher)
 
 
 def pick_eval_model(val_dice: Mapping[str, float]) -> str:
@@ -482,7 +494,7 @@ def _end_epoch(run: _Run, means: dict[str, float], t_epoch: float) -> dict[str, 
     which = pick_eval_model(run.val_dice)
     val = vals[which]
     ramp_done = state.step >= run.ramp_steps
-    improved = val.dice > state.best
+    improved = val.dice > state.best and checkpoint_eligible(ramp_done, mcfg)
     if improved:
         state.best, state.best_epoch, state.since_best = val.dice, state.epoch, 0
     elif early_stopping_counts(state.step, run.ramp_steps, mcfg.uses_teacher):
