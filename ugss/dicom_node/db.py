@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ugss.dicom_node.states import OPEN_STATES, JobState, SeriesState
+
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     (
         "0001_initial",
@@ -114,16 +116,13 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-_OPEN_STATES = ("receiving", "queued", "quarantined")  # a new instance does not reopen these
-
-
 @dataclass(frozen=True)
 class Job:
     id: int
     series_uid: str
     study_uid: str
     version: int
-    state: str
+    state: JobState
     n_instances: int
     attempts: int
     created_at: float
@@ -137,10 +136,10 @@ class StudySeries:
 
     series_uid: str
     label: str
-    state: str
+    state: SeriesState
     reason: str
     n_instances: int
-    job_state: str  # state of its newest segmentation job ("" if none)
+    job_state: JobState | str  # state of its newest segmentation job ("" if none)
 
 
 @dataclass(frozen=True)
@@ -280,7 +279,7 @@ class NodeDB:
                 "INSERT INTO instances VALUES (?, ?, ?, ?, ?)",
                 (series_uid, sop_uid, path, size, now),
             )
-            reopened = row is not None and row["state"] not in _OPEN_STATES
+            reopened = row is not None and row["state"] not in OPEN_STATES
             if row is not None and row["state"] == "queued":  # not started: wait for the rest
                 c.execute("DELETE FROM jobs WHERE series_uid=? AND state='queued'", (series_uid,))
             c.execute(  # a quarantined series stays so: more slices never rerun the decoder
@@ -369,7 +368,12 @@ class NodeDB:
             " s.series_uid",
             (study_uid,),
         )
-        return [StudySeries(r[0], r[1], r[2], r[3], int(r[4]), r[5] or "") for r in rows]
+        return [
+            StudySeries(
+                r[0], r[1], SeriesState(r[2]), r[3], int(r[4]), JobState(r[5]) if r[5] else ""
+            )
+            for r in rows
+        ]
 
     def queue_study(
         self,
@@ -430,7 +434,9 @@ class NodeDB:
         """Without selection: every receiving series of each quiet study becomes a job."""
         jobs = []
         for study in self.quiet_studies(quiet_s, now):
-            chosen = [s.series_uid for s in self.study_series(study) if s.state == "receiving"]
+            chosen = [
+                s.series_uid for s in self.study_series(study) if s.state == SeriesState.RECEIVING
+            ]
             jobs += self.queue_study(study, chosen=chosen, now=now)
         return jobs
 
@@ -441,7 +447,7 @@ class NodeDB:
             (job_id,),
         )[0]
         return Job(
-            r["id"], r["series_uid"], r["study_uid"], r["version"], r["state"],
+            r["id"], r["series_uid"], r["study_uid"], r["version"], JobState(r["state"]),
             r["n_instances"], r["attempts"], r["created_at"], r["last_at"], r["kind"],
         )  # fmt: skip
 

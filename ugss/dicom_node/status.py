@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ugss.dicom_node.db import NodeDB
+from ugss.dicom_node.states import PASSED_STATES, SeriesState
 from ugss.errors import InputError
 
 
@@ -49,16 +50,13 @@ def read_status(db_path: Path, limit: int = 20) -> NodeStatus:
     return NodeStatus(counts, series, jobs, outbox, studies)
 
 
-_PASSED = ("passed", "ignored")
-
-
 def _studies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per study: its series, each chosen (segmented) or passed over with why."""
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
         study = out.setdefault(r["study_uid"], {"study_uid": r["study_uid"], "series": []})
-        role = "passed" if r["state"] in _PASSED else "receiving"
-        if r["state"] not in (*_PASSED, "receiving", "purged"):
+        role = "passed" if r["state"] in PASSED_STATES else "receiving"
+        if r["state"] not in (*PASSED_STATES, SeriesState.RECEIVING, SeriesState.PURGED):
             role = "chosen"
         study["series"].append({
             "series_uid": r["series_uid"], "label": r["label"], "role": role,

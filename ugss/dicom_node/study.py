@@ -34,10 +34,11 @@ from ugss.dicom_node.selection import (
     noise_hu,
 )
 from ugss.dicom_node.spool import Spool
+from ugss.dicom_node.states import ACTIVE_STATES, JobState, SeriesState
 from ugss.errors import DicomSeriesError
 from ugss.runtime.dicom_series import read_slice_hu
 
-ACTIVE_STATES = ("queued", "processing")
+_ANSWERABLE = (SeriesState.DONE, SeriesState.RECEIVING)  # a done job still answers for these
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,14 @@ def decide(
     earlier_reports: int = 0,
 ) -> StudyDecision:
     """Apply rules and policy (module docstring) to the study's receiving series."""
-    receiving = [s for s in series if s.state == "receiving"]
+    receiving = [s for s in series if s.state == SeriesState.RECEIVING]
     known = {uid: f for uid, f in facts.items() if isinstance(f, SeriesFacts)}
     passed = {uid: f for uid, f in facts.items() if isinstance(f, str)}
     choices = choose([known[s.series_uid] for s in receiving if s.series_uid in known], rules)
     passed.update({c.series_uid: c.reason for c in choices if not c.chosen})
     chosen = [c.series_uid for c in choices if c.chosen]
     answered = next(
-        (s for s in series if s.job_state == "done" and s.state in ("done", "receiving")), None
+        (s for s in series if s.job_state == JobState.DONE and s.state in _ANSWERABLE), None
     )
     if rules.mode == "best" and answered is not None:
         chosen = _keep_answered(answered, chosen, passed, known, rules)
@@ -127,7 +128,7 @@ def _keep_answered(
     uid = answered.series_uid
     why = f"late series: the study was answered from {answered.label or uid}"
     passed.update({c: why for c in chosen if c != uid})
-    if answered.state == "receiving" and uid in known and not judge(known[uid], rules):
+    if answered.state == SeriesState.RECEIVING and uid in known and not judge(known[uid], rules):
         passed.pop(uid, None)  # a late instance of the answered series: a new version
         return [uid]
     return []
@@ -135,7 +136,7 @@ def _keep_answered(
 
 def _anchor(series: list[StudySeries]) -> str | None:
     """A kept series if there is one (its files carry the study), else an ignored one."""
-    kept = [s for s in series if s.state not in ("ignored",)]
+    kept = [s for s in series if s.state != SeriesState.IGNORED]
     pool = kept or series
     return pool[0].series_uid if pool else None
 

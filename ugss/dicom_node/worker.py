@@ -21,6 +21,7 @@ from ugss.dicom_node.log import event as log_event
 from ugss.dicom_node.metrics import NodeMetrics
 from ugss.dicom_node.spool import Spool, remove_tree, tree_bytes
 from ugss.dicom_node.sr import SeriesNote
+from ugss.dicom_node.states import NOT_ASSESSED_STATES, SeriesState
 from ugss.dicom_node.study import StudyDecision, anchor_header, decide, read_facts
 from ugss.errors import DicomSeriesError, UGSSError
 from ugss.runtime.engines import Engine
@@ -91,7 +92,7 @@ class Worker(threading.Thread):
         be judged has its series passed over with the reason, so it cannot block the others."""
         series = self.db.study_series(study_uid)
         rules = self.config.selection_rules
-        receiving = [s.series_uid for s in series if s.state == "receiving"]
+        receiving = [s.series_uid for s in series if s.state == SeriesState.RECEIVING]
         try:
             facts = {uid: read_facts(self.spool, uid, rules) for uid in receiving}
             earlier = self.db.study_answers(study_uid)
@@ -125,7 +126,7 @@ class Worker(threading.Thread):
         notes = tuple(
             SeriesNote(s.series_uid, s.label, s.reason)
             for s in series
-            if s.state in ("passed", "ignored", "failed", "quarantined")
+            if s.state in NOT_ASSESSED_STATES
             and (job.kind == "study" or s.series_uid != job.series_uid)
         )
         return label, notes
@@ -138,7 +139,7 @@ class Worker(threading.Thread):
         try:
             output = self._execute(job)
         except DecodeFailed as exc:  # the decoder died, not the node: never retried
-            self.db.finish_job(job, ok=False, error=str(exc), series_state="quarantined")
+            self.db.finish_job(job, ok=False, error=str(exc), series_state=SeriesState.QUARANTINED)
             self._finished("quarantined")
             log_event("series_quarantined", level=logging.WARNING, job=job.id,
                       series=job.series_uid, version=job.version, reason=str(exc))  # fmt: skip
