@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ugss.dicom_node.states import OPEN_STATES, JobState, SeriesState
+from ugss.dicom_node.states import FINISHED_STATES, OPEN_STATES, JobState, SeriesState
 
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     (
@@ -558,13 +558,13 @@ class NodeDB:
 
     def expired_series(self, older_than: float) -> list[tuple[str, str]]:
         """Finished series (UID, study UID) whose last instance is older than ``older_than``."""
+        marks = ", ".join("?" * len(FINISHED_STATES))
         rows = self._query(
-            "SELECT series_uid, study_uid FROM series WHERE state IN ('done', 'failed',"
-            " 'quarantined', 'passed', 'ignored') AND last_at<? AND"
+            f"SELECT series_uid, study_uid FROM series WHERE state IN ({marks}) AND last_at<? AND"
             " (bytes+result_bytes>0 OR state='ignored') AND"
             " NOT EXISTS (SELECT 1 FROM outbox o JOIN jobs j ON o.job_id=j.id"
             " WHERE j.series_uid=series.series_uid AND o.state='pending')",
-            (older_than,),
+            (*FINISHED_STATES, older_than),
         )
         return [(r[0], r[1]) for r in rows]
 
