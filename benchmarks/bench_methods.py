@@ -691,8 +691,8 @@ def shift_markdown(records: list[dict[str, Any]], args: argparse.Namespace) -> s
             *contrast,
         ]
     verdict = []
-    for f in args.fractions:
-        u, s_ = cell("shift", f, "ugss"), cell("shift", f, "supervised")
+    for f, m in ((f, m) for f in args.fractions for m in ("ugss", *TUNING)):
+        u, s_ = cell("shift", f, m), cell("shift", f, "supervised")
         seeds = sorted(set(u) & set(s_))
         if not seeds:
             continue
@@ -700,7 +700,7 @@ def shift_markdown(records: list[dict[str, Any]], args: argparse.Namespace) -> s
         fpd = statistics.fmean(u[s]["fp_ml_free"] - s_[s]["fp_ml_free"] for s in seeds)
         ok = all(x > 0 for x in d) and statistics.fmean(d) >= 0.03 and fpd <= 0
         verdict.append(
-            f"- {f:g}: UGSS − supervised Dice hem. per seed "
+            f"- {f:g}, {m}: − supervised Dice hem. per seed "
             f"{', '.join(f'{x:+.3f}' for x in d)} (mean {statistics.fmean(d):+.3f}), "
             f"FP mL {fpd:+.2f} → target {'met' if ok else 'NOT met'}"
         )
