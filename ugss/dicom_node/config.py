@@ -135,7 +135,7 @@ class NodeConfig:
             "name=https://host/dicom-web (STOW-RS; credentials: TOML keys web_*)."
         ),
         flags=("--destination",),
-        metavar="NAME=AE@HOST:PORT",
+        metavar="DEST",
     )
     spool: Path = option(Path("ugss-node"), help="State folder: instances, node.sqlite, results.")
     spool_limit_mb: int = option(
