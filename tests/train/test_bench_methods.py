@@ -70,7 +70,9 @@ def test_bench_methods_shift_tiny(tmp_path: Path):
     """--shift --tiny: every planned (setting, fraction, method, seed) once, as the issue's
     records; labeled scans from site A (shift) or B (same), one site-B test cohort for all."""
     out = tmp_path / "methods.json"
-    proc = _run(out, tmp_path / "work", "--shift", "--seeds", "0,1", timeout=300)
+    # one seed: the plan's seed loop is the same code for every seed (test_bench_methods_tiny
+    # covers several), and 18 runs instead of 36 keep the suite short
+    proc = _run(out, tmp_path / "work", "--shift", "--seeds", "0", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = json.loads(out.read_text())
     assert isinstance(records, list) and records
@@ -78,7 +80,7 @@ def test_bench_methods_shift_tiny(tmp_path: Path):
     keys = [(r["setting"], r["labeled_fraction"], r["method"], r["seed"]) for r in records]
     assert len(keys) == len(set(keys))
     expected = set()
-    for s in (0, 1):
+    for s in (0,):
         expected |= {("shift", 0.1, m, s) for m in METHODS | ABLATIONS}
         expected |= {("shift", 0.3, m, s) for m in METHODS}
         expected |= {("same", f, m, s) for f in (0.1, 0.3) for m in ("supervised", "ugss")}
