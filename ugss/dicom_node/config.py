@@ -18,9 +18,11 @@ Values are checked here, once: a bad value fails before the node opens a port.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -400,39 +402,39 @@ def with_default_peers(cfg: NodeConfig) -> NodeConfig:
     return replace(cfg, peers=peers)
 
 
-_PATH_KEYS = {
-    "spool", "results", "model", "tls_cert", "tls_key", "tls_ca", "web_secret_file",
-    "web_ca_bundle",
-}  # fmt: skip
-_INT_KEYS = {
-    "port", "max_associations", "max_associations_per_peer", "max_attempts", "spool_limit_mb",
-    "mc_samples", "max_series_per_hour", "max_slices_per_series", "max_series_voxels",
-    "decode_memory_mb", "metrics_port", "threads",
-}  # fmt: skip
+def _field_kind(hint: Any) -> Any:
+    """The scalar type of a NodeConfig field (``X | None`` → X), or ``tuple`` for lists."""
+    if typing.get_origin(hint) is tuple:
+        return tuple
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 else hint
+
+
+@functools.cache
+def _kinds() -> dict[str, Any]:
+    return {name: _field_kind(h) for name, h in typing.get_type_hints(NodeConfig).items()}
 
 
 def _convert(key: str, value: Any) -> Any:
+    """A TOML value or a flag's value → the field's type (checked; ``ConfigError`` if not)."""
     if key == "peers":
         return tuple(v if isinstance(v, Peer) else Peer.parse(v) for v in _as_list(key, value))
     if key == "destinations":
         return tuple(
             v if isinstance(v, Destination) else Destination.parse(v) for v in _as_list(key, value)
         )
-    if key in _PATH_KEYS:
-        return Path(value).expanduser()
     if key == "select_thickness_mm":
         pair = tuple(_number(key, v, float) for v in _as_list(key, value))
         if len(pair) != 2:
             raise ConfigError(f"{key} must be [low, high], got {value!r}")
         return pair
-    if key.startswith("select_") and key.endswith(("_kernels", "_keywords")):
+    kind = _kinds().get(key)
+    if kind is tuple:  # the selection rules' keyword lists, matched upper-case
         return tuple(str(v).strip().upper() for v in _as_list(key, value) if str(v).strip())
-    if key.endswith(("_mm", "_hu")):
-        return _number(key, value, float)
-    if key in _INT_KEYS:
-        return _number(key, value, int)
-    if key.endswith("_s") or key.endswith("_h"):
-        return _number(key, value, float)
+    if kind is Path:
+        return Path(value).expanduser()
+    if kind in (int, float):
+        return _number(key, value, kind)
     return value
 
 
