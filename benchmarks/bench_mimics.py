@@ -67,6 +67,7 @@ class Outcome:
     model_s: float
     icv_dice: float | None
     icv_s: float = float("nan")
+    noise_hu: float | None = None  # brain-tissue noise (ugss.runtime.noise): > 12 HU sharp
 
 
 def plan(
@@ -94,7 +95,7 @@ def make(case: Case, matrix: int, max_slices: int | None = None):
     return volume, mask, truth.volume_ml, None
 
 
-def score(case: Case, seg, mask, true_ml: float, cavity) -> Outcome:
+def score(case: Case, seg, mask, true_ml: float, cavity, noise: float | None = None) -> Outcome:
     from ugss.evaluation.metrics import dice
 
     icv = getattr(seg, "intracranial_mask", None)
@@ -111,6 +112,7 @@ def score(case: Case, seg, mask, true_ml: float, cavity) -> Outcome:
         model_s=seg.timings.get("model", float("nan")),
         icv_dice=icv_dice,
         icv_s=seg.timings.get("intracranial", float("nan")),
+        noise_hu=noise,
     )
 
 
@@ -125,6 +127,7 @@ def run(
     """Every model on every case; ``min_slices``: a model's ``min_component_slices`` when it is
     not the runtime's default (a baseline as it shipped)."""
     from ugss.runtime.engines import open_engine
+    from ugss.runtime.noise import volume_noise_hu
     from ugss.runtime.segment import DEFAULT_MIN_COMPONENT_SLICES, segment_volume
 
     slices = {name: (min_slices or {}).get(name, DEFAULT_MIN_COMPONENT_SLICES) for name in models}
@@ -134,10 +137,11 @@ def run(
     for case in cases:
         t0 = time.perf_counter()
         volume, mask, true_ml, cavity = make(case, matrix, cap)
+        noise = volume_noise_hu(volume.hu)
         line = [f"scan {case.index:3d} {case.kind:16s} {true_ml:7.2f} mL"]
         for name, engine in engines.items():
             seg = segment_volume(volume, engine, seed=case.index, min_component_slices=slices[name])
-            results[name].append(score(case, seg, mask, true_ml, cavity))
+            results[name].append(score(case, seg, mask, true_ml, cavity, noise))
             line.append(f"{name} {seg.volume_ml:7.2f}")
         print(" | ".join(line) + f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return results
@@ -200,6 +204,19 @@ def summarize(outcomes: list[Outcome]) -> dict:
         "icv_time_share_median": _q(icv_share, 50),
         "icv_time_share_max": max(icv_share) if icv_share else float("nan"),
     }
+
+
+def soft_summaries(results: dict[str, list[Outcome]]) -> dict[str, dict]:
+    """The summaries over the scans ``ugss-infer`` does not flag ``high_noise`` (and the node
+    would segment): sharp-kernel scans are where the model is weakest, and where a hospital
+    reads hemorrhage on the soft-tissue series instead."""
+    from ugss.runtime.noise import SHARP_NOISE_HU
+
+    def soft(o: Outcome) -> bool:
+        return o.noise_hu is None or o.noise_hu <= SHARP_NOISE_HU
+
+    kept = {name: [o for o in rows if soft(o)] for name, rows in results.items()}
+    return {name: summarize(rows) if rows else {"n_scans": 0} for name, rows in kept.items()}
 
 
 ROWS = (
@@ -297,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             extra = f" (min_component_slices {base_slices})"
         print(f"  {name}: {path}{extra}")
     print(table(summaries))
+    soft = soft_summaries(results)
+    print(f"\nsoft-tissue kernels only (no high_noise flag: {soft['model']['n_scans']} scans):")
+    print(table(soft))
     print(f"took {time.perf_counter() - t0:.0f} s")
     if args.json:
         doc = {
@@ -305,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             "models": {k: str(v) for k, v in models.items()},
             "baseline_min_component_slices": base_slices,
             "summaries": summaries,
+            "summaries_soft_kernel": soft,
             "scans": {k: [asdict(o) for o in v] for k, v in results.items()},
         }
         args.json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 from ugss.dicom_node.cli import app
 from ugss.dicom_node.config import load_config
 from ugss.dicom_node.db import StudySeries
-from ugss.dicom_node.selection import SelectionRules, SeriesFacts, choose, judge, noise_hu
+from ugss.dicom_node.selection import SelectionRules, SeriesFacts, choose, judge
 from ugss.dicom_node.study import decide
 from ugss.errors import ConfigError
+from ugss.runtime.noise import noise_hu
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 import onnx_models as om

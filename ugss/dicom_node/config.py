@@ -249,7 +249,7 @@ class NodeConfig:
     select_soft_kernels: tuple[str, ...] = selection.SOFT_KERNELS
     select_contrast_keywords: tuple[str, ...] = selection.CONTRAST_KEYWORDS
     select_head_keywords: tuple[str, ...] = selection.HEAD_KEYWORDS
-    select_sharp_noise_hu: float = 12.0
+    select_sharp_noise_hu: float = selection.SHARP_NOISE_HU
     poll_s: float = field(default=0.2, repr=False)
 
     def __post_init__(self) -> None:

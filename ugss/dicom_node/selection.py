@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
-from scipy import ndimage
+
+from ugss.runtime.noise import SHARP_NOISE_HU
 
 SELECT_MODES = ("best", "all")
 # Substrings of ConvolutionKernel (upper case): GE names, Siemens H/J/Hr/Br families, Canon FC.
@@ -43,7 +44,6 @@ CONTRAST_KEYWORDS = ("CONTRAST", "C+", "CTA", "ANGIO", "ARTERIAL", "VENOUS", "PE
                      "POST", "KM")  # fmt: skip
 HEAD_KEYWORDS = ("HEAD", "BRAIN", "SKULL", "CRAN", "KOPF", "SCHAEDEL", "CEREBR", "NEURO")
 NO_CONTRAST = ("", "NONE", "NO", "N", "0")
-NOISE_MIN_PIXELS = 200  # brain-tissue pixels needed to measure noise at all
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class SelectionRules:
     soft_kernels: tuple[str, ...] = SOFT_KERNELS
     contrast_keywords: tuple[str, ...] = CONTRAST_KEYWORDS
     head_keywords: tuple[str, ...] = HEAD_KEYWORDS
-    sharp_noise_hu: float = 12.0
+    sharp_noise_hu: float = SHARP_NOISE_HU
 
 
 @dataclass(frozen=True)
@@ -164,20 +164,6 @@ def choose(candidates: Sequence[SeriesFacts], rules: SelectionRules) -> list[Cho
                 why += f" ({best.thickness_mm:g} mm, nearer {rules.preferred_mm:g} mm)"
             out.append(Choice(f.series_uid, False, why))
     return out
-
-
-def noise_hu(slice_hu: np.ndarray) -> float | None:
-    """Robust noise (HU) in brain tissue of one slice: the spread of each pixel against its
-    3×3 mean, where the whole 3×3 neighbourhood lies in 0–80 HU. None: too little tissue."""
-    hu = np.asarray(slice_hu, dtype=np.float32)
-    tissue = (hu > -20) & (hu < 100)
-    inner = ndimage.uniform_filter(tissue.astype(np.float32), 3) > 0.999
-    inner &= (hu > 0) & (hu < 80)
-    if np.count_nonzero(inner) < NOISE_MIN_PIXELS:
-        return None
-    residual = (hu - ndimage.uniform_filter(hu, 3))[inner]
-    mad = float(np.median(np.abs(residual - np.median(residual))))
-    return 1.4826 * mad / np.sqrt(8.0 / 9.0)  # σ of white noise behind the 3×3 residual
 
 
 def _distance(facts: SeriesFacts, rules: SelectionRules) -> float:

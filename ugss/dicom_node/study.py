@@ -31,12 +31,12 @@ from ugss.dicom_node.selection import (
     facts_of,
     judge,
     kernel_known,
-    noise_hu,
 )
 from ugss.dicom_node.spool import Spool
 from ugss.dicom_node.states import ACTIVE_STATES, JobState, SeriesState
 from ugss.errors import DicomSeriesError
 from ugss.runtime.dicom_series import read_slice_hu
+from ugss.runtime.noise import noise_hu
 
 _ANSWERABLE = (SeriesState.DONE, SeriesState.RECEIVING)  # a done job still answers for these
 

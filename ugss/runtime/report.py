@@ -25,6 +25,7 @@ from ugss.runtime.intracranial import (
     HEAD_SLICE_MM2,
     IntracranialSpace,
 )
+from ugss.runtime.noise import SHARP_NOISE_HU, volume_noise_hu
 from ugss.runtime.postprocess import HEAD_HU, Component
 from ugss.runtime.preprocess import windows_to_str
 from ugss.runtime.segment import Segmentation
@@ -187,6 +188,22 @@ class ScanReport:
         return text
 
 
+def noise_flags(volume: Volume) -> list[QCFlag]:
+    """``high_noise``: brain-tissue noise of a sharp (bone) kernel, where the model is much
+    less accurate (``runtime/noise.py``; the node passes such series over)."""
+    noise = volume_noise_hu(volume.hu)
+    if noise is None or noise <= SHARP_NOISE_HU:
+        return []
+    return [
+        QCFlag(
+            "high_noise",
+            f"image noise {noise:.0f} HU in brain tissue (above {SHARP_NOISE_HU:g}): a sharp "
+            "(bone) reconstruction kernel or very thin slices? Hemorrhage is read on a "
+            "soft-tissue kernel, and the model is much less accurate on sharp ones",
+        )
+    ]
+
+
 def qc_flags(
     volume: Volume, seg: Segmentation, uncertainty: tuple[float | None, float | None] | None = None
 ) -> tuple[QCFlag, ...]:
@@ -230,6 +247,7 @@ def qc_flags(
             )
         )
     flags += icv_flags(seg.intracranial)
+    flags += noise_flags(volume)
     mean_unc, uncertain_ml = uncertainty or uncertainty_summary(volume, seg)
     # about the mask: with an empty mask (mean None) there is no finding to doubt
     if (
