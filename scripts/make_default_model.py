@@ -115,6 +115,8 @@ subarachnoid fragments): `ugss-infer --min-component-slices 1` keeps them.
 
 {bench_table}
 
+{soft_table}
+
 Largest volume misses of this model on those scans (true → predicted mL):
 {worst}
 
@@ -150,12 +152,34 @@ def _bench_table(doc: dict) -> str:
     return f"{head}\n\n{table}"
 
 
+def _soft_table(doc: dict) -> str:
+    """The same figures over the scans without a ``high_noise`` flag (soft kernels)."""
+    import bench_mimics
+
+    soft = doc.get("summaries_soft_kernel")
+    if not soft:
+        return ""
+    n, total = soft["model"]["n_scans"], doc["summaries"]["model"]["n_scans"]
+    head = (
+        f"The same scans without the sharp-kernel ones ({n} of {total}"
+        "; `ugss-infer` flags the others `high_noise`, the node passes them over, and a hospital "
+        "reads hemorrhage on its soft-tissue series):"
+    )
+    return f"{head}\n\n```\n{bench_mimics.table(soft)}\n```"
+
+
 def _worst(doc: dict, n: int = 5) -> str:
     """The scans with the largest |predicted − true| volume, one bullet each."""
     rows = sorted(doc["scans"]["model"], key=lambda o: -abs(o["pred_ml"] - o["true_ml"]))[:n]
+    from ugss.runtime.noise import SHARP_NOISE_HU
+
+    def sharp(o: dict) -> str:
+        noise = o.get("noise_hu")
+        return f", sharp kernel (noise {noise:.0f} HU)" if noise and noise > SHARP_NOISE_HU else ""
+
     return "\n".join(
         f"- scan {o['index']} ({o['kind']}): {o['true_ml']:.1f} → {o['pred_ml']:.1f}, "
-        f"Dice {o['dice']:.2f}"
+        f"Dice {o['dice']:.2f}{sharp(o)}"
         for o in rows
     )
 
@@ -190,6 +214,7 @@ def write_card(run: Path, bench: dict) -> str:
         bench_scans=bench["summaries"]["model"]["n_scans"],
         bench_free=RECIPE.bench_free,
         bench_table=_bench_table(bench),
+        soft_table=_soft_table(bench),
         worst=_worst(bench),
     )
 

@@ -91,3 +91,17 @@ def test_tune_components_tiny(tmp_path: Path):
     assert doc["tuning_seed"] == 900_000
     assert all({"ml", "slices", "true", "overlap"} <= set(r) for r in doc["findings"])
     assert any(r["true"] for r in doc["findings"])  # the subdural slab is found
+
+
+def test_soft_kernel_summary_leaves_out_the_noisy_scans():
+    bm = _module()
+    o = bm.Outcome
+    rows = [
+        o(0, "none", 0.0, 0.0, 1.0, 0.0, 0.0, 0.5, 0.97, noise_hu=4.0),
+        o(1, "none", 0.0, 3.0, 0.0, 0.0, 3.5, 0.5, 0.96, noise_hu=30.0),  # sharp: left out
+        o(2, "subdural", 40.0, 38.0, 0.9, 35.0, 41.0, 0.7, 0.98, noise_hu=None),  # unmeasured
+    ]
+    soft = bm.soft_summaries({"model": rows})["model"]
+    assert soft["n_scans"] == 2 and soft["fp_ml_p95"] == 0.0
+    only_sharp = bm.soft_summaries({"model": rows[1:2]})["model"]
+    assert only_sharp == {"n_scans": 0}
