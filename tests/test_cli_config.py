@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ugss.cli_config import config_options, with_default
+from ugss.cli_config import _with_default, config_option, config_options
 from ugss.options import option, option_fields
 
 
@@ -80,9 +80,25 @@ def test_an_option_declared_twice_is_refused():
 
 
 def test_with_default_keeps_the_sentence():
-    assert with_default("Port.", 11112) == "Port (default 11112)."
-    assert with_default("Timeout", 2.0) == "Timeout (default 2)"
-    assert with_default("Model (default: bundled)", None) == "Model (default: bundled)"
+    assert _with_default("Port.", 11112) == "Port (default 11112)."
+    assert _with_default("Timeout", 2.0) == "Timeout (default 2)"
+    assert _with_default("Model (default: bundled)", None) == "Model (default: bundled)"
+
+
+def test_one_field_option_is_the_generated_one():
+    app, _ = _app(unset=True)
+    single = typer.Typer()
+
+    @single.command()
+    def cmd(size: config_option(Toy, "size", unset=True) = None) -> None: ...
+
+    def help_line(a: typer.Typer) -> str:
+        out = CliRunner().invoke(a, ["--help"], env={"COLUMNS": "200"}).output
+        return " ".join(next(x for x in out.splitlines() if "--size" in x).split())
+
+    assert help_line(single) == help_line(app)
+    with pytest.raises(KeyError):
+        config_option(Toy, "hidden")
 
 
 @pytest.mark.parametrize("which", ["train", "node"])

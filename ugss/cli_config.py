@@ -18,25 +18,23 @@ from typing import Annotated, Any
 
 import typer
 
-from ugss.options import OptionSpec, option_fields
+from ugss.options import OptionSpec, option_fields, optional_inner
 
 _SCALARS = (str, int, float, bool, Path)
 
 
 def _cli_type(hint: Any) -> Any:
     """The type typer parses for a field of type ``hint`` (before making it optional)."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    hint = optional_inner(hint)
     if hint in _SCALARS:
         return hint
     if typing.get_origin(hint) is tuple:  # tuple[X, ...]: a repeatable option
-        item = args[0] if args and args[0] in _SCALARS else str
-        return list[item]
-    if len(args) == 1:  # X | None
-        return _cli_type(args[0])
+        args = typing.get_args(hint)
+        return list[args[0] if args and args[0] in _SCALARS else str]
     return str  # parsed by the config (e.g. Peer, Destination)
 
 
-def with_default(help_text: str, default: Any) -> str:
+def _with_default(help_text: str, default: Any) -> str:
     """``help_text (default X)`` unless the text names its default or there is none to name."""
     if "default" in help_text or default in (None, (), "") or isinstance(default, bool):
         return help_text
@@ -51,7 +49,7 @@ def _parameter(field, spec: OptionSpec, hint: Any, unset: bool) -> inspect.Param
     if spec.invert:  # --no-x: given = True means the field is False
         kind, value, help_text = bool, False, spec.help
     elif unset:
-        kind, value, help_text = kind | None, None, with_default(spec.help, default)
+        kind, value, help_text = kind | None, None, _with_default(spec.help, default)
     else:
         value = list(default) if isinstance(default, tuple) else default
         if typing.get_origin(kind) is list or value is None:
@@ -71,6 +69,15 @@ def _fields(classes: tuple[type, ...]) -> Iterator[tuple[Any, OptionSpec, Any]]:
         hints = typing.get_type_hints(cls)
         for f, spec in option_fields(cls):
             yield f, spec, hints[f.name]
+
+
+def config_option(cls: type, name: str, *, unset: bool = False) -> Any:
+    """The annotated type of field ``name``'s option, for a command that takes just that one
+    (``ugss-node status --spool``): the same flags and help as ``config_options`` gives."""
+    for f, spec, hint in _fields((cls,)):
+        if f.name == name:
+            return _parameter(f, spec, hint, unset).annotation
+    raise KeyError(f"{cls.__name__}.{name} is not declared with option()")
 
 
 def config_options(

@@ -2,7 +2,7 @@
 
 A config field that is also a command-line option is declared with :func:`option` instead of a
 plain default: its help text, flag names and metavar live in the field's metadata, and
-``ugss.cli_support.config_options`` turns every such field into a typer option of the command.
+``ugss.cli_config.config_options`` turns every such field into a typer option of the command.
 A new setting is therefore one field: the dataclass gets it, the CLI shows it, ``to_dict`` and
 ``from_dict`` carry it. No typer here, so the configs stay importable without the CLI layer.
 """
@@ -10,7 +10,7 @@ A new setting is therefore one field: the dataclass gets it, the CLI shows it, `
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import MISSING
+import typing
 from typing import Any
 
 OPTION = "ugss.option"
@@ -34,18 +34,15 @@ class OptionSpec:
 
 
 def option(
-    default: Any = MISSING,
+    default: Any,
     *,
     help: str,
     flags: tuple[str, ...] = (),
     metavar: str | None = None,
     invert: bool = False,
-    default_factory: Any = MISSING,
 ) -> Any:
     """A dataclass field that is also a command-line option (see the module docstring)."""
     spec = OptionSpec(help=help, flags=tuple(flags), metavar=metavar, invert=invert)
-    if default_factory is not MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata={OPTION: spec})
     return dataclasses.field(default=default, metadata={OPTION: spec})
 
 
@@ -54,6 +51,8 @@ def option_fields(cls: type) -> list[tuple[dataclasses.Field, OptionSpec]]:
     return [(f, f.metadata[OPTION]) for f in dataclasses.fields(cls) if OPTION in f.metadata]
 
 
-def option_help(cls: type, name: str) -> str:
-    """The help text of field ``name`` of ``cls`` (for a command that repeats one option)."""
-    return next(spec.help for f, spec in option_fields(cls) if f.name == name)
+def optional_inner(hint: Any) -> Any:
+    """``X`` for a field type ``X | None``; any other type as it is."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    is_optional = type(None) in typing.get_args(hint) and len(args) == 1
+    return args[0] if is_optional else hint

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ugss.cli_config import config_options, with_default
+from ugss.cli_config import config_option, config_options
 from ugss.cli_support import (
     DeviceOpt,
     QuietOpt,
@@ -28,7 +28,6 @@ from ugss.cli_support import (
 )
 from ugss.dicom_node.config import NodeConfig, load_config
 from ugss.errors import InputError
-from ugss.options import option_help
 
 app = make_app(
     no_args_is_help=False,
@@ -45,10 +44,7 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML file with any of the options below (flat keys)."),
 ]
-SpoolOpt = Annotated[
-    Path | None,
-    typer.Option("--spool", help=with_default(option_help(NodeConfig, "spool"), NodeConfig.spool)),
-]
+SpoolOpt = config_option(NodeConfig, "spool", unset=True)
 
 
 @app.callback()

@@ -30,7 +30,7 @@ from typing import Any
 from ugss.dicom_node import selection
 from ugss.errors import ConfigError
 from ugss.known_keys import known_keys
-from ugss.options import option
+from ugss.options import option, optional_inner
 from ugss.runtime.engines import PROVIDER_CHOICES
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2 AE: 16 chars, no backslash
@@ -402,17 +402,11 @@ def with_default_peers(cfg: NodeConfig) -> NodeConfig:
     return replace(cfg, peers=peers)
 
 
-def _field_kind(hint: Any) -> Any:
-    """The scalar type of a NodeConfig field (``X | None`` → X), or ``tuple`` for lists."""
-    if typing.get_origin(hint) is tuple:
-        return tuple
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if len(args) == 1 else hint
-
-
 @functools.cache
 def _kinds() -> dict[str, Any]:
-    return {name: _field_kind(h) for name, h in typing.get_type_hints(NodeConfig).items()}
+    """Each NodeConfig field's type without ``| None``; ``tuple`` for the list-valued ones."""
+    inner = {name: optional_inner(h) for name, h in typing.get_type_hints(NodeConfig).items()}
+    return {name: typing.get_origin(h) or h for name, h in inner.items()}
 
 
 def _convert(key: str, value: Any) -> Any:
