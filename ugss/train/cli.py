@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,9 +27,8 @@ from ugss.cli_support import (
     setup_logging,
 )
 from ugss.errors import InputError
-from ugss.train.config import DataConfig, MethodConfig, OptimConfig, RunConfig, TrainConfig
+from ugss.train.config import TrainConfig
 from ugss.train.loop import LAST, TrainHooks, TrainResult, train
-from ugss.train.model import ModelConfig
 
 app = make_app(__doc__)
 console = Console(stderr=True)
@@ -132,9 +130,7 @@ def check_run_folder(out: Path, resume: bool) -> None:
 
 
 @app.command()
-@config_options(
-    DataConfig, ModelConfig, MethodConfig, OptimConfig, RunConfig, before="no_uncertainty"
-)
+@config_options(*TrainConfig.sections().values(), before="no_uncertainty")
 def main_command(
     no_uncertainty: Annotated[bool, typer.Option("--no-uncertainty", help=HELP_NO_UNC)] = False,
     quiet: QuietOpt = False,
@@ -150,7 +146,7 @@ def main_command(
     console.quiet = quiet
     if no_uncertainty:
         options.update(uncertainty_mask=False, use_confidence=False)
-    config = _config(options)
+    config = TrainConfig.from_flat(options)
     is_main = int(os.environ.get("RANK", "0")) == 0
     columns = (
         TextColumn("{task.description}"),
@@ -167,17 +163,6 @@ def main_command(
     hooks.stop()
     if is_main and not quiet:
         _report(result)
-
-
-def _config(options: dict[str, Any]) -> TrainConfig:
-    """The training configuration from the options: each fills the config field of its name."""
-
-    def pick(cls):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names})
-
-    sections = (DataConfig, ModelConfig, MethodConfig, OptimConfig, RunConfig)
-    return TrainConfig(*(pick(cls) for cls in sections))
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ class DataConfig(_Section):
         flags=("-i", "--data"),
         metavar="DIR",
     )
-    manifest: str | None = option(  # CSV/JSON: scan, [mask], [patient_id]
+    manifest: str | None = option(
         None,
         help="CSV/JSON listing scan, optional mask and patient_id per row",
         metavar="FILE",
@@ -95,7 +95,7 @@ class DataConfig(_Section):
         help="Share of training scans keeping their masks, in (0, 1]",
     )
     split_seed: int = option(0, help="Seed of the patient split")
-    folds: int = option(  # k-fold cross-validation by patient: k >= 2, test = fold ``fold``
+    folds: int = option(
         0,
         help=(
             "k-fold cross-validation by patient: k stratified folds, the test split is fold "
@@ -109,11 +109,11 @@ class DataConfig(_Section):
         metavar="DIR",
     )
     crop_size: int = option(96, help="Training crop size (multiple of 16)")
-    positive_fraction: float = option(  # share of labeled samples drawn from hemorrhage slices
+    positive_fraction: float = option(
         0.5,
         help="Share of labeled crops taken from hemorrhage slices",
     )
-    unlabeled_share: float = option(  # share of each batch taken from unlabeled scans, if any
+    unlabeled_share: float = option(
         0.5,
         help="Share of each batch from unlabeled scans (if any)",
     )
@@ -169,11 +169,8 @@ class MethodConfig(_Section):
     """The semi-supervised method (section 2) and its ablation switches (Tables 8–11)."""
 
     method: str = option("ugss", help="ugss | supervised | cutmix | cutpaste")
-    teacher_update: str = (
-        option(  # "" → wema for ugss, ema for cutmix/cutpaste, none for supervised
-            "",
-            help="none | ema | wema (default: wema for ugss, ema for cutmix/cutpaste)",
-        )
+    teacher_update: str = option(  # "": the method's own (supervised: none)
+        "", help="none | ema | wema (default: wema for ugss, ema for cutmix/cutpaste)"
     )
     consistency: str = option("kl", help="Consistency loss: kl | smoothl1")
     uncertainty_mask: bool = option(  # keep only pixels with û < δ·û_max in L_uc (Table 10, 11)
@@ -200,7 +197,7 @@ class MethodConfig(_Section):
             "no epoch before λ_u reached m"
         ),
     )
-    select_after_ramp: bool = option(  # best checkpoint only among epochs with λ_u = m (see loop)
+    select_after_ramp: bool = option(  # see loop.checkpoint_eligible
         False,
         help="Choose the best checkpoint only among the epochs that ended with λ_u = m",
     )
@@ -213,10 +210,7 @@ class MethodConfig(_Section):
         help="wEMA decay α′ at the start",
     )
     alpha_end: float = option(0.99, help="wEMA decay α′ at the end")  # … and at the last
-    ema_decay: float = option(  # constant decay of the plain-EMA teacher
-        0.99,
-        help="Decay of the plain-EMA teacher",
-    )
+    ema_decay: float = option(0.99, help="Decay of the plain-EMA teacher")
     wema_student_weight: float = option(  # w_s of eq. 11 (w_t = 1 − w_s)
         0.5,
         help="w_s of the wEMA update (w_t = 1 − w_s)",
@@ -290,10 +284,7 @@ class OptimConfig(_Section):
     min_lr: float = 1e-5
     weight_decay: float = option(1e-4, help="AdamW weight decay")
     warmup_epochs: float = option(1.0, help="Linear LR warm-up, in epochs")
-    patience: int = option(  # epochs without a better validation Dice before stopping
-        6,
-        help="Early stopping: epochs without improvement",
-    )
+    patience: int = option(6, help="Early stopping: epochs without improvement")
     grad_clip: float = 5.0
 
     def __post_init__(self) -> None:
@@ -320,14 +311,9 @@ class RunConfig(_Section):
         metavar="DIR",
     )
     device: str = option("auto", help="auto | cpu | cuda")
-    amp: bool = option(True, help="Mixed precision (CUDA only)")  # mixed precision on CUDA only
+    amp: bool = option(True, help="Mixed precision (CUDA only)")
     seed: int = option(0, help="Seed of weights, batches and dropout")
-    threads: int = option(  # torch CPU threads; 0 = all cores
-        0,
-        help=THREADS_HELP,
-        flags=("--threads",),
-        metavar="INT",
-    )
+    threads: int = option(0, help=THREADS_HELP, flags=("--threads",), metavar="INT")
     channels_last: bool = True
     resume: bool = option(False, help="Continue the run in --out exactly", flags=("--resume",))
     val_batch_size: int = 16
@@ -348,24 +334,27 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    @classmethod
+    def sections(cls) -> dict[str, type]:
+        """Section name → its config class, in field order (``data`` → ``DataConfig`` …)."""
+        return {f.name: f.default_factory for f in dataclasses.fields(cls)}  # type: ignore[misc]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "data": self.data.to_dict(),
-            "model": self.model.to_dict(),
-            "method": self.method.to_dict(),
-            "optim": self.optim.to_dict(),
-            "run": self.run.to_dict(),
-        }
+        return {name: getattr(self, name).to_dict() for name in self.sections()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        return cls(
-            data=DataConfig.from_dict(d.get("data", {})),
-            model=ModelConfig.from_dict(d.get("model", {})),
-            method=MethodConfig.from_dict(d.get("method", {})),
-            optim=OptimConfig.from_dict(d.get("optim", {})),
-            run=RunConfig.from_dict(d.get("run", {})),
-        )
+        return cls(**{n: sec.from_dict(d.get(n, {})) for n, sec in cls.sections().items()})
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Each section from the ``values`` named like its fields (``ugss-train``'s options)."""
+
+        def section(sec: type) -> Any:
+            names = {f.name for f in dataclasses.fields(sec)}
+            return sec(**{k: v for k, v in values.items() if k in names})
+
+        return cls(**{n: section(sec) for n, sec in cls.sections().items()})
 
     def replace(self, **sections: Any) -> TrainConfig:
         """``cfg.replace(optim={"epochs": 3})``: a copy with fields of some sections changed."""
