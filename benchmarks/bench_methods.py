@@ -92,20 +92,19 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 # UGSS settings tried on the issue's "fixes the paper leaves open" (not in the default plan, run
 # at every fraction when named in --methods): λ_u reaches m at half the run and the best
-# checkpoint is chosen only among the epochs after that (MethodConfig.select_after_ramp)
-# ("data": DataConfig changes: unlabeled_share 0.25 gives 6 labeled + 2 unlabeled crops per batch
-# of 8, where the default 4 + 4 halves the labeled crops a supervised run sees in as many steps)
+# checkpoint is chosen only among the epochs after that (MethodConfig.select_after_ramp). A key
+# goes to the config section that has the field: unlabeled_share (DataConfig) 0.25 gives 6
+# labeled + 2 unlabeled crops per batch of 8, where the default 4 + 4 halves the labeled crops a
+# supervised run sees in as many steps.
+_LATE = {"lambda_ramp": 0.5, "select_after_ramp": True}
 TUNING: dict[str, dict[str, Any]] = {
-    "ugss-late": {"lambda_ramp": 0.5, "select_after_ramp": True},
-    "ugss-late-ema": {"lambda_ramp": 0.5, "select_after_ramp": True, "teacher_update": "ema"},
-    "ugss-late-lab": {
-        "lambda_ramp": 0.5,
-        "select_after_ramp": True,
-        "data": {"unlabeled_share": 0.25},
-    },
-    "ugss-late-m1": {"lambda_ramp": 0.5, "select_after_ramp": True, "lambda_max": 1.0},
+    "ugss-late": _LATE,
+    "ugss-late-ema": {**_LATE, "teacher_update": "ema"},
+    "ugss-late-lab": {**_LATE, "unlabeled_share": 0.25},
+    "ugss-late-m1": {**_LATE, "lambda_max": 1.0},
 }
 SHIFT_METHODS = (*METHODS, *ABLATIONS)
+SHIFT_KNOWN = (*SHIFT_METHODS, *TUNING)  # what --shift --methods accepts
 SAME_METHODS = ("supervised", "ugss")  # the same-site contrast
 SHIFT_STEPS = 40  # --shift's steps per epoch unless --steps is given (6 × 40 = 240 steps)
 # Cohort seeds of the shift benchmark, disjoint from every other seed the project draws cohorts
@@ -190,7 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error("--folds needs k >= 2 and neither --shift nor --vary-split")
         args.seeds = list(range(args.folds))  # run i: fold i, seed i
     args.methods = _csv(args.methods, str)
-    known = (*SHIFT_METHODS, *TUNING) if args.shift else METHODS
+    known = SHIFT_KNOWN if args.shift else METHODS
     bad = [m for m in args.methods if m not in known]
     if bad:
         p.error(f"unknown method(s) {bad}; choose from {', '.join(known)}")
@@ -229,13 +228,19 @@ def run_config(args: argparse.Namespace, work: Path, method: str, fraction: floa
     return train_config(args, data_config(args, work, fraction, seed), method, seed, out), out
 
 
+def changes_for(method: str, section: type) -> dict[str, Any]:
+    """The ablation's or tuning setting's changes that are fields of ``section``."""
+    names = {f.name for f in dataclasses.fields(section)}
+    return {k: v for k, v in {**ABLATIONS, **TUNING}.get(method, {}).items() if k in names}
+
+
 def method_config(method: str) -> MethodConfig:
-    """``unet`` is supervised with the plain UNet; the ablations are UGSS with one change."""
+    """``unet`` is supervised with the plain UNet; the ablations and tuning settings are UGSS
+    with their changes."""
     if method == "unet":
         return MethodConfig(method="supervised")
     if method in ABLATIONS or method in TUNING:
-        changes = {**ABLATIONS, **TUNING}[method]
-        return MethodConfig(method="ugss", **{k: v for k, v in changes.items() if k != "data"})
+        return MethodConfig(method="ugss", **changes_for(method, MethodConfig))
     return MethodConfig(method=method)
 
 
@@ -243,7 +248,7 @@ def train_config(
     args: argparse.Namespace, data: DataConfig, method: str, seed: int, out: Path
 ) -> TrainConfig:
     return TrainConfig(
-        data=dataclasses.replace(data, **TUNING.get(method, {}).get("data", {})),
+        data=dataclasses.replace(data, **changes_for(method, DataConfig)),
         model=ModelConfig(arch="unet" if method == "unet" else "resunet"),
         method=method_config(method),
         optim=OptimConfig(
@@ -656,7 +661,7 @@ def shift_markdown(records: list[dict[str, Any]], args: argparse.Namespace) -> s
         "| Δ FP mL | p t / W |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    order = {m: i for i, m in enumerate((*SHIFT_METHODS, *TUNING))}
+    order = {m: i for i, m in enumerate(SHIFT_KNOWN)}
     keys = sorted(
         {(r["setting"], r["labeled_fraction"], r["method"]) for r in records},
         key=lambda k: (k[0] != "shift", k[1], order.get(k[2], 99)),
@@ -779,7 +784,7 @@ def main_shift(args: argparse.Namespace, work: Path) -> int:
 
     train_runs(todo, len(rows), args, done)
     wall = time.perf_counter() - t_start
-    order = {m: i for i, m in enumerate((*SHIFT_METHODS, *TUNING))}
+    order = {m: i for i, m in enumerate(SHIFT_KNOWN)}
     rows.sort(key=lambda r: (r["setting"] != "shift", r["fraction"], order[r["method"]], r["seed"]))
     records = [record_of(r) for r in rows]
     print()

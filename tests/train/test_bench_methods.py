@@ -3,6 +3,7 @@ covers every method × fraction × seed, prints its table, and resumes from ``--
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -143,3 +144,21 @@ def test_bench_methods_folds_tiny(tmp_path: Path):
         assert r["config"]["data"]["folds"] == 2 and r["config"]["data"]["fold"] == r["seed"]
         assert not set(r["labeled_ids"] + r["val_ids"]) & tests[r["seed"]]
     assert set(doc["splits"]) == {"f0.5-fold0", "f0.5-fold1"}
+
+
+def test_tuning_settings_reach_the_sections_that_hold_their_fields():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_methods", BENCH)
+    bm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bm)
+    from ugss.train.config import DataConfig, MethodConfig
+
+    keys = {k for changes in (*bm.ABLATIONS.values(), *bm.TUNING.values()) for k in changes}
+    fields = {f.name for cls in (DataConfig, MethodConfig) for f in dataclasses.fields(cls)}
+    assert keys <= fields  # a misspelt change would otherwise be dropped silently
+    lab = bm.method_config("ugss-late-lab")
+    assert (lab.method, lab.lambda_ramp, lab.select_after_ramp) == ("ugss", 0.5, True)
+    assert bm.changes_for("ugss-late-lab", DataConfig) == {"unlabeled_share": 0.25}
+    assert bm.changes_for("ugss-ema", DataConfig) == {}
+    assert bm.method_config("ugss-late-ema").teacher_update == "ema"
