@@ -170,8 +170,9 @@ def _soft_table(doc: dict) -> str:
 
 def _worst(doc: dict, n: int = 5) -> str:
     """The scans with the largest |predicted − true| volume, one bullet each."""
-    rows = sorted(doc["scans"]["model"], key=lambda o: -abs(o["pred_ml"] - o["true_ml"]))[:n]
     from ugss.runtime.noise import SHARP_NOISE_HU
+
+    rows = sorted(doc["scans"]["model"], key=lambda o: -abs(o["pred_ml"] - o["true_ml"]))[:n]
 
     def sharp(o: dict) -> str:
         noise = o.get("noise_hu")

@@ -248,7 +248,7 @@ class NodeDB:
             row = c.execute(
                 "SELECT state, n_instances FROM series WHERE series_uid=?", (series_uid,)
             ).fetchone()
-            if row is not None and row["state"] == "ignored":  # its first kept instance
+            if row is not None and row["state"] == SeriesState.IGNORED:  # its first kept instance
                 c.execute(
                     "UPDATE series SET state='receiving', n_instances=0, error='', peer=?,"
                     " calling_ae=?, judged_at=NULL WHERE series_uid=?",
@@ -280,7 +280,7 @@ class NodeDB:
                 (series_uid, sop_uid, path, size, now),
             )
             reopened = row is not None and row["state"] not in OPEN_STATES
-            if row is not None and row["state"] == "queued":  # not started: wait for the rest
+            if row is not None and row["state"] == SeriesState.QUEUED:  # wait for the rest
                 c.execute("DELETE FROM jobs WHERE series_uid=? AND state='queued'", (series_uid,))
             c.execute(  # a quarantined series stays so: more slices never rerun the decoder
                 "UPDATE series SET n_instances=n_instances+1, bytes=bytes+?, last_at=?,"
