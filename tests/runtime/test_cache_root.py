@@ -33,3 +33,10 @@ def test_training_and_tensorrt_caches_share_the_root(monkeypatch, tmp_path):
     assert (root / "trt").is_dir()
     explicit = engines._tensorrt_providers(model, tmp_path / "mine", fp16=False)[0][1]
     assert explicit["trt_engine_cache_path"] == str(tmp_path / "mine")
+
+
+def test_a_cohort_with_a_sharp_fraction_gets_its_own_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    natural = synthetic_cohort_dir(DataConfig())
+    sharp = synthetic_cohort_dir(DataConfig(synth_sharp_fraction=0.35))
+    assert sharp != natural and "-k0.35-" in sharp.name

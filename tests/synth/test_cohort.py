@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 from pathlib import Path
 
@@ -151,19 +150,22 @@ def test_out_dir_that_is_a_file(tmp_path):
         make_cohort(tmp_path / "f", n_scans=1, matrix=32)
 
 
-def _has_dicom_writer() -> bool:
-    for name in ("ugss.runtime.dicom_series", "ugss.runtime.dicom_write"):
-        try:
-            if hasattr(importlib.import_module(name), "write_dicom_series"):
-                return True
-        except ImportError:
-            continue
-    return False
+def test_sharp_fraction_is_an_exact_count_and_leaves_the_rest_of_the_plan(tmp_path):
+    summary = make_cohort(tmp_path / "k", n_scans=6, seed=3, matrix=32, sharp_fraction=0.5)
+    kernels = [s.extra["kernel"] for s in summary.scans]
+    assert kernels.count("sharp") == 3 and kernels.count("soft") == 3
+    natural = make_cohort(tmp_path / "n", n_scans=6, seed=3, matrix=32)
+    assert [s.types for s in summary.scans] == [s.types for s in natural.scans]
+    assert [s.extra["hemorrhage_option"] for s in summary.scans] == [
+        s.extra["hemorrhage_option"] for s in natural.scans
+    ]
+    doc = json.loads((summary.out_dir / "cohort.json").read_text())
+    assert doc["options"]["sharp_fraction"] == 0.5
+    with pytest.raises(ConfigError):
+        make_cohort(tmp_path / "bad", n_scans=2, matrix=32, sharp_fraction=1.5)
 
 
 def test_dicom_series_are_written(tmp_path):
-    if not _has_dicom_writer():
-        pytest.skip("ugss.runtime has no write_dicom_series yet")
     summary = make_cohort(
         tmp_path / "d", n_scans=1, seed=2, matrix=48, thin_fraction=0.0, dicom=True
     )

@@ -96,6 +96,15 @@ _FreeFraction = Annotated[
     ),
 ]
 
+_SharpFraction = Annotated[
+    float | None,
+    typer.Option(
+        "--sharp-fraction",
+        help="Share of sharp-kernel scans (bone kernel: noise and edge overshoot); default: "
+        "each scan draws its kernel, sharp in about 18 %.",
+    ),
+]
+
 _Dicom = Annotated[
     bool,
     typer.Option("--dicom", help="Also write each scan as a DICOM CT series: OUT/dicom/NNN/."),
@@ -122,6 +131,7 @@ def main_command(
     matrix: _Matrix = 512,
     thin_fraction: _ThinFraction = 0.15,
     free_fraction: _FreeFraction = 0.25,
+    sharp_fraction: _SharpFraction = None,
     dicom: _Dicom = False,
     compress: _Compress = False,
     cavity: _Cavity = False,
@@ -138,7 +148,7 @@ def main_command(
     volume (icv_ml) and seed.
     """
     out = _output_folder(out, out_option)
-    validate_options(out, n, seed, matrix, thin_fraction, free_fraction)
+    validate_options(out, n, seed, matrix, thin_fraction, free_fraction, sharp_fraction)
     check_output_dir(out)
     err = Console(stderr=True, quiet=quiet)
     with Progress(
@@ -162,6 +172,7 @@ def main_command(
             matrix=matrix,
             thin_fraction=thin_fraction,
             free_fraction=free_fraction,
+            sharp_fraction=sharp_fraction,
             dicom=dicom,
             compress=compress,
             cavity=cavity,

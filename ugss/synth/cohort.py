@@ -17,7 +17,8 @@ Layout of ``OUT/``:
   above the cranial floor) on the scan's grid; ``truth.csv``'s ``icv_ml`` is its volume.
 
 Scan ``NNN`` is ``make_case(seed, matrix=…, thin=…, hemorrhage=…)`` with the ``seed``, ``thin`` and
-``hemorrhage_option`` of its truth row: any scan can be regenerated alone. With
+``hemorrhage_option`` of its truth row (and ``kernel=…`` of its truth when the cohort was written
+with a ``sharp_fraction``): any scan can be regenerated alone. With
 ``write_cohort(scan_options=…)`` (e.g. a synthetic site, ``ugss.synth.sites``) the scan also gets
 those options: it is ``make_case(seed, matrix=…, hemorrhage=…, **extra["scan_options"])`` with
 the scan's ``extra`` in ``cohort.json`` (``thin`` there is the planned flag, which decides the
@@ -93,12 +94,14 @@ def make_cohort(
     dicom: bool = False,
     compress: bool = False,
     cavity: bool = False,
+    sharp_fraction: float | None = None,
 ) -> CohortSummary:
     """Write ``n_scans`` synthetic head CTs with masks and truth under ``out_dir``.
 
     ``thin_fraction`` / ``free_fraction``: share of thin-slice / hemorrhage-free scans (rounded
-    to whole scans). ``cavity``: also write ``cavity/NNN`` (the intracranial space). Same
-    arguments → byte-identical NIfTI and CSV files.
+    to whole scans). ``sharp_fraction``: share of sharp-kernel scans, placed at random (None:
+    each scan draws its kernel, sharp in ~18 %). ``cavity``: also write ``cavity/NNN`` (the
+    intracranial space). Same arguments → byte-identical NIfTI and CSV files.
     """
     return write_cohort(
         out_dir,
@@ -110,6 +113,7 @@ def make_cohort(
         dicom=dicom,
         compress=compress,
         cavity=cavity,
+        sharp_fraction=sharp_fraction,
     )
 
 
@@ -124,6 +128,7 @@ def write_cohort(
     dicom: bool = False,
     compress: bool = False,
     cavity: bool = False,
+    sharp_fraction: float | None = None,
     on_scan: Callable[[int, ScanTruth, float], None] | None = None,
     scan_options: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> CohortSummary:
@@ -135,9 +140,10 @@ def write_cohort(
     ``make_cohort`` writes.
     """
     out_dir = Path(out_dir)
-    validate_options(out_dir, n_scans, seed, matrix, thin_fraction, free_fraction)
+    validate_options(out_dir, n_scans, seed, matrix, thin_fraction, free_fraction, sharp_fraction)
     start = time.perf_counter()
     plan = _plan(n_scans, seed, thin_fraction, free_fraction)
+    kernels = _kernels(n_scans, seed, sharp_fraction)
     width = max(3, len(str(n_scans)))
     suffix = ".nii.gz" if compress else ".nii"
     for sub in ("ct_scans", "masks", *(("cavity",) if cavity else ())):
@@ -153,7 +159,8 @@ def write_cohort(
             if "hemorrhage" in extra_options:
                 raise ConfigError("scan_options may not set 'hemorrhage' (the cohort plans it)")
             thin = bool(extra_options.pop("thin", thin))
-        kwargs: dict[str, Any] = {"matrix": matrix, "thin": thin, **extra_options}
+        kwargs: dict[str, Any] = {"matrix": matrix, "thin": thin, **kernels[index]}
+        kwargs.update(extra_options)
         case = make_case(scan_seed, hemorrhage=option, **kwargs)
         volume, mask, truth = case.volume, case.mask, case.truth
         ct_rel, mask_rel = f"ct_scans/{scan_id}{suffix}", f"masks/{scan_id}{suffix}"
@@ -200,6 +207,7 @@ def write_cohort(
         "dicom": dicom,
         "compress": compress,
         "cavity": cavity,
+        "sharp_fraction": sharp_fraction,
     }
     if scan_options is not None:
         options["scan_options"] = getattr(scan_options, "site", "custom")
@@ -236,7 +244,9 @@ def _own_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file() and OWN_FILE.fullmatch(p.name)]
 
 
-def validate_options(out_dir: Path, n_scans, seed, matrix, thin_fraction, free_fraction) -> None:
+def validate_options(
+    out_dir: Path, n_scans, seed, matrix, thin_fraction, free_fraction, sharp_fraction=None
+) -> None:
     """Raise ``ConfigError`` for options ``make_cohort`` cannot honour."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a folder")
@@ -246,7 +256,10 @@ def validate_options(out_dir: Path, n_scans, seed, matrix, thin_fraction, free_f
         raise ConfigError(f"seed must be an integer >= 0, got {seed}")
     if not isinstance(matrix, int | np.integer) or not MIN_MATRIX <= matrix <= MAX_MATRIX:
         raise ConfigError(f"matrix must be {MIN_MATRIX}–{MAX_MATRIX} pixels, got {matrix}")
-    for name, value in (("thin fraction", thin_fraction), ("free fraction", free_fraction)):
+    fractions = [("thin fraction", thin_fraction), ("free fraction", free_fraction)]
+    if sharp_fraction is not None:
+        fractions.append(("sharp fraction", sharp_fraction))
+    for name, value in fractions:
         if not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {value}")
 
@@ -271,6 +284,17 @@ def _plan(
             with_blood += 1
         plan.append((int(scan_seed >> np.uint64(1)), i in thin, option))
     return plan
+
+
+def _kernels(n: int, seed: int, sharp_fraction: float | None) -> list[dict[str, str]]:
+    """Per scan: the ``make_case`` kernel option. ``None``: none (each scan draws its own);
+    otherwise an exact count of sharp scans at random places, from a stream of its own so that
+    the rest of the plan is the same as without it."""
+    if sharp_fraction is None:
+        return [{} for _ in range(n)]
+    rng = np.random.default_rng([int(seed), 0x5A_A4])
+    sharp = set(rng.permutation(n)[: round(sharp_fraction * n)].tolist())
+    return [{"kernel": "sharp" if i in sharp else "soft"} for i in range(n)]
 
 
 def _write_dicom(volume: Volume, folder: Path, scan_id: str, seed: int) -> None:

@@ -78,6 +78,10 @@ class DataConfig(_Section):
     )
     synth_matrix: int = option(256, help="Synthetic cohort: in-plane matrix")
     synth_seed: int = option(0, help="Synthetic cohort: seed")
+    synth_sharp_fraction: float | None = option(
+        None,
+        help="Synthetic cohort: share of sharp-kernel scans (default: drawn per scan, ~18 %)",
+    )
     synth_dir: str | None = option(
         None,
         help="Where to keep the synthetic cohort (default: user cache)",
@@ -157,6 +161,8 @@ class DataConfig(_Section):
         _check(0.0 <= self.flip_lr <= 1.0 and 0.0 <= self.flip_ud <= 1.0, "flip prob in [0, 1]")
         _check(self.rotation_deg >= 0.0, "rotation must be >= 0 degrees")
         _check(self.synth_scans >= 4, "a synthetic cohort needs at least 4 scans")
+        sharp = self.synth_sharp_fraction
+        _check(sharp is None or 0.0 <= sharp <= 1.0, "sharp fraction must be in [0, 1]")
         windows_from_str(self.windows)
 
     @property

@@ -24,7 +24,10 @@ MARKER = ".ugss-cohort-complete"
 def synthetic_cohort_dir(cfg: DataConfig) -> Path:
     if cfg.synth_dir:
         return Path(cfg.synth_dir)
-    name = f"synth-n{cfg.synth_scans}-m{cfg.synth_matrix}-s{cfg.synth_seed}-v{__version__}"
+    name = f"synth-n{cfg.synth_scans}-m{cfg.synth_matrix}-s{cfg.synth_seed}"
+    if cfg.synth_sharp_fraction is not None:
+        name += f"-k{cfg.synth_sharp_fraction:g}"
+    name += f"-v{__version__}"
     return user_cache_root() / name
 
 
@@ -45,7 +48,10 @@ def ensure_synthetic_cohort(cfg: DataConfig) -> Path:
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("generating a synthetic cohort of %d scans in %s", cfg.synth_scans, root)
-    make_cohort(tmp, n_scans=cfg.synth_scans, seed=cfg.synth_seed, matrix=cfg.synth_matrix)
+    make_cohort(
+        tmp, n_scans=cfg.synth_scans, seed=cfg.synth_seed, matrix=cfg.synth_matrix,
+        sharp_fraction=cfg.synth_sharp_fraction,
+    )  # fmt: skip
     (tmp / MARKER).write_text("ok\n")
     if root.exists():
         root.rmdir()  # empty, checked above
