@@ -82,17 +82,14 @@ def plan(
 
 
 def make(case: Case, matrix: int, max_slices: int | None = None):
-    """(volume, mask, true mL, cavity or None) of one held-out scan."""
+    """(volume, mask, true mL, cavity) of one held-out scan."""
     from ugss.synth import scan as synth_scan
 
     opts = dict(matrix=matrix, hemorrhage=case.kind, thin=False, max_slices=max_slices)
     if case.kind != "none":
         opts["hemorrhage_ml"] = case.target_ml
-    if hasattr(synth_scan, "make_case"):
-        c = synth_scan.make_case(case.seed, **opts)
-        return c.volume, c.mask, c.truth.volume_ml, c.cavity
-    volume, mask, truth = synth_scan.make_scan(case.seed, **opts)
-    return volume, mask, truth.volume_ml, None
+    c = synth_scan.make_case(case.seed, **opts)
+    return c.volume, c.mask, c.truth.volume_ml, c.cavity
 
 
 def score(case: Case, seg, mask, true_ml: float, cavity, noise: float | None = None) -> Outcome:

@@ -20,8 +20,6 @@ from ugss.runtime.dicom_write import write_dicom_series
 from ugss.runtime.io import read_volume
 from ugss.runtime.volume import Volume
 
-pytest.importorskip("dicognito")
-
 NAME, PID = "Doe^Jane", "MRN-0042"
 
 

@@ -7,12 +7,11 @@ import json
 import onnx
 import pytest
 from export_fixtures import Exported
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
 
 from ugss.export.triton import _quote
 from ugss.runtime.model_info import KIND_DETERMINISTIC, KIND_MC, ModelInfo
-
-pb = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-text_format = pytest.importorskip("google.protobuf.text_format")
 
 ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64"}
 

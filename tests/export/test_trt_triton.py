@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 from export_fixtures import Exported
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
 
 from ugss.export import triton_plans
 from ugss.export.tensorrt import EngineBuild, write_sidecar
 from ugss.runtime.engines import PLAN_TRT_VERSION_KEY
 from ugss.runtime.model_info import KIND_MC, ModelInfo
-
-pb = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-text_format = pytest.importorskip("google.protobuf.text_format")
 
 
 @pytest.fixture
