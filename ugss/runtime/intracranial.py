@@ -247,10 +247,18 @@ def dilate_cross(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label`` into an ``intp`` array: lookups and ``bincount`` then read it as is
+    (int32 labels are converted on every use)."""
+    labels = np.zeros(mask.shape, dtype=np.intp)
+    count = ndimage.label(mask, structure=structure, output=labels)
+    return labels, int(count)
+
+
 def _border_connected(mask: np.ndarray, structure: np.ndarray = _PLANE) -> np.ndarray:
     """The blocks of ``mask`` connected to the in-plane image border: per slice (``_PLANE``)
     or through the slices too (``_CROSS_3D``)."""
-    labels, count = ndimage.label(mask, structure=structure)
+    labels, count = _label(mask, structure)
     if count == 0:
         return np.zeros_like(mask)
     border = np.zeros(count + 1, dtype=bool)
@@ -312,12 +320,12 @@ def _main_component(enclosed: np.ndarray, soft: np.ndarray, near_air: np.ndarray
     region enclosed by a ring at the skin would.
     """
     core = ~dilate_cross(~enclosed)
-    labels, count = ndimage.label(core, structure=_PLANE)
+    labels, count = _label(core, _PLANE)
     if count == 0:
         return np.zeros_like(enclosed)
     flat = labels.ravel()
     sizes = np.bincount(flat, minlength=count + 1)
-    softness = np.bincount(flat, weights=soft.ravel(), minlength=count + 1) / np.maximum(sizes, 1)
+    softness = np.bincount(flat[soft.ravel()], minlength=count + 1) / np.maximum(sizes, 1)
     sizes[0] = 0
     sizes[softness < SOFT_FRACTION] = 0
     if not sizes.any():
@@ -325,11 +333,15 @@ def _main_component(enclosed: np.ndarray, soft: np.ndarray, near_air: np.ndarray
     shallow = np.bincount(labels[near_air], minlength=count + 1) > 0
     deep = np.where(shallow, 0, sizes)
     pool = deep if deep.any() else sizes
-    joined = max(
-        (_grow_through_slices(labels, sizes, int(seed)) for seed in _seeds(pool)),
-        key=lambda j: int(sizes[j].sum()),
-    )
-    return dilate_cross(joined[labels]) & enclosed
+    best: np.ndarray | None = None
+    for seed in _seeds(pool):
+        if best is not None and best[seed]:
+            continue  # joining is monotone: grown from inside the best, never larger
+        joined = _grow_through_slices(labels, sizes, int(seed))
+        if best is None or sizes[joined].sum() > sizes[best].sum():
+            best = joined
+    assert best is not None  # pool has a region of nonzero size
+    return dilate_cross(best[labels]) & enclosed
 
 
 def _seeds(sizes: np.ndarray) -> np.ndarray:
@@ -356,7 +368,7 @@ def _skull(bone: np.ndarray, near_air: np.ndarray) -> np.ndarray:
     """Bone without the pieces that lie wholly in the skin layer ``near_air`` (per slice): a
     thin ring along the skin (a sharp kernel's overshoot) goes, a skull without scalp (a
     phantom) or a facial bone reaching the skin stays with the deeper bone it belongs to."""
-    labels, count = ndimage.label(bone, structure=_PLANE)
+    labels, count = _label(bone, _PLANE)
     deep = np.zeros(count + 1, dtype=bool)
     deep[labels[bone & ~near_air]] = True
     deep[0] = False
