@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from ugss.runtime.volume import Volume
+
+# Under pytest-xdist (``make test``: two workers) each worker gets its share of the cores for
+# OpenMP (torch) threads: two workers that each spin two threads on two cores made the suite
+# 11 % slower (174.6 s against 156.9 s). Set before any test module imports torch.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
 def make_affine(spacing_zyx=(5.0, 0.45, 0.4), origin=(10.0, -20.0, -30.0)) -> np.ndarray:

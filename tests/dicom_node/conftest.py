@@ -38,8 +38,12 @@ def pacs() -> Iterator[CollectingSCP]:
 
 
 @pytest.fixture
-def make_node(tmp_path, model_path, engine) -> Iterator[Callable[..., Node]]:
-    """Start nodes on free ports with a short quiet period; stopped at teardown."""
+def make_node(tmp_path, model_path, engine, pacs) -> Iterator[Callable[..., Node]]:
+    """Start nodes on free ports with a short quiet period; stopped at teardown.
+
+    It asks for ``pacs`` so that the fake PACS is set up first and stopped last: a PACS that
+    goes away in the middle of a delivery leaves the sender waiting for its network timeout
+    (30 s) when the node stops."""
     nodes: list[Node] = []
 
     def make(*, pacs: CollectingSCP | None = None, spool: Path | None = None, **kw) -> Node:

@@ -28,6 +28,7 @@ from pynetdicom.sop_class import Verification
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 import onnx_models as om
 
+from ugss.dicom_node.scp import SERVE_POLL_S
 from ugss.runtime.dicom_series import write_dicom_series
 
 ORTHANC = shutil.which("Orthanc") or next(
@@ -86,9 +87,13 @@ class CollectingSCP:
             return self.status
 
         self._ae = ae
-        self._server = ae.start_server(
-            ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+        self._server = ae.make_server(
+            ("127.0.0.1", port), evt_handlers=[(evt.EVT_C_STORE, on_store)]
         )
+        ae._servers.append(self._server)  # as AE.start_server does
+        threading.Thread(
+            target=self._server.serve_forever, args=(SERVE_POLL_S,), daemon=True
+        ).start()
         return int(self._server.server_address[1])
 
     def stop(self) -> None:

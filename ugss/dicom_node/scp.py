@@ -61,6 +61,10 @@ from ugss.dicom_node.series import Verdict, check_instance
 from ugss.dicom_node.spool import AlreadyStored, Spool
 from ugss.errors import ConfigError
 
+# the accept loop looks for a stop request this often: a stopping node waits at most this long
+# for its port to close (socketserver's default, 0.5 s, was most of a node's stop time)
+SERVE_POLL_S = 0.05
+
 NATIVE_SYNTAXES = (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -568,7 +572,9 @@ def start_scp(
     server.per_peer = config.max_associations_per_peer
     server.stats = stats
     ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it
-    thread = threading.Thread(target=server.serve_forever, name="ugss-node-scp", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(SERVE_POLL_S,), name="ugss-node-scp", daemon=True
+    )
     thread.start()
     return ae, server
 
