@@ -43,7 +43,7 @@ from ugss.errors import ConfigError
 from ugss.runtime.nifti import write_nifti
 from ugss.runtime.volume import Volume, VolumeSource
 from ugss.synth.hemorrhage import TYPES, random_kinds
-from ugss.synth.scan import MAX_MATRIX, MIN_MATRIX, ScanTruth, make_case
+from ugss.synth.scan import MAX_MATRIX, MIN_MATRIX, ScanTruth, SynthCase, make_case
 
 DIAGNOSIS_CSV = "hemorrhage_diagnosis_raw_ct.csv"
 TRUTH_CSV = "truth.csv"
@@ -162,28 +162,9 @@ def write_cohort(
         kwargs: dict[str, Any] = {"matrix": matrix, "thin": thin, **kernels[index]}
         kwargs.update(extra_options)
         case = make_case(scan_seed, hemorrhage=option, **kwargs)
-        volume, mask, truth = case.volume, case.mask, case.truth
-        ct_rel, mask_rel = f"ct_scans/{scan_id}{suffix}", f"masks/{scan_id}{suffix}"
-        ct_path = out_dir / ct_rel
-        volume = replace(volume, source=VolumeSource(str(ct_path), "nifti"))
-        # integer HU already: converting first halves the bytes write_nifti reorders
-        write_nifti(ct_path, volume.hu.astype(np.int16), like=volume, dtype=np.int16)
-        write_nifti(out_dir / mask_rel, mask, like=volume, dtype=np.uint8)
-        if cavity:
-            cavity_u8 = case.cavity.astype(np.uint8)
-            write_nifti(
-                out_dir / f"cavity/{scan_id}{suffix}", cavity_u8, like=volume, dtype=np.uint8
-            )
-        dicom_rel = ""
-        if dicom:
-            dicom_rel = f"dicom/{scan_id}"
-            _write_dicom(volume, out_dir / dicom_rel, scan_id, seed)
+        truth = _write_scan(out_dir, scan_id, case, suffix, cavity=cavity, dicom=dicom, seed=seed)
         truth = replace(
             truth,
-            scan_id=scan_id,
-            ct_path=ct_rel,
-            mask_path=mask_rel,
-            dicom_dir=dicom_rel,
             extra={
                 **truth.extra,
                 "hemorrhage_option": option,
@@ -214,6 +195,34 @@ def write_cohort(
     doc = {"options": options, "scans": [s.to_dict() for s in scans]}
     (out_dir / "cohort.json").write_text(json.dumps(doc, indent=1) + "\n")
     return summary
+
+
+def _write_scan(
+    out_dir: Path,
+    scan_id: str,
+    case: SynthCase,
+    suffix: str,
+    *,
+    cavity: bool,
+    dicom: bool,
+    seed: int,
+) -> ScanTruth:
+    """Write one scan's CT, mask (and cavity, DICOM series); its truth with those paths."""
+    volume, truth = case.volume, case.truth
+    ct_rel, mask_rel = f"ct_scans/{scan_id}{suffix}", f"masks/{scan_id}{suffix}"
+    ct_path = out_dir / ct_rel
+    volume = replace(volume, source=VolumeSource(str(ct_path), "nifti"))
+    # integer HU already: converting first halves the bytes write_nifti reorders
+    write_nifti(ct_path, volume.hu.astype(np.int16), like=volume, dtype=np.int16)
+    write_nifti(out_dir / mask_rel, case.mask, like=volume, dtype=np.uint8)
+    if cavity:
+        cavity_u8 = case.cavity.astype(np.uint8)
+        write_nifti(out_dir / f"cavity/{scan_id}{suffix}", cavity_u8, like=volume, dtype=np.uint8)
+    dicom_rel = ""
+    if dicom:
+        dicom_rel = f"dicom/{scan_id}"
+        _write_dicom(volume, out_dir / dicom_rel, scan_id, seed)
+    return replace(truth, scan_id=scan_id, ct_path=ct_rel, mask_path=mask_rel, dicom_dir=dicom_rel)
 
 
 def _remove_stale(out_dir: Path, scans: list[ScanTruth], suffix: str, cavity: bool) -> None:
