@@ -282,6 +282,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="post-processing of the baseline (1: as before the one-slice rule; default: same)",
     )
     p.add_argument("--json", type=Path, default=None, help="write summaries and per-scan rows")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=HELD_OUT_SEED,
+        help="scans from another seed: tune_components.TUNING_SEED (900000) to compare "
+        "candidate models without touching the held-out scans",
+    )
     p.add_argument("--tiny", action="store_true", help="CI smoke: 2 slabs of 12 slices, 96²")
     return p.parse_args(argv)
 
@@ -296,15 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     models["model"] = args.model or bundled_model_path()
     cap = None
     if args.tiny:  # one hemorrhage-free and one subdural slab of 12 slices
-        cases, matrix, cap = [*plan(1, 1, (12.0,))[:2]], 96, 12
+        cases, matrix, cap = [*plan(1, 1, (12.0,), args.seed)[:2]], 96, 12
     else:
-        cases, matrix = plan(args.free, args.per_cell, SIZES_ML), args.matrix
+        cases, matrix = plan(args.free, args.per_cell, SIZES_ML, args.seed), args.matrix
     t0 = time.perf_counter()
     base_slices = args.baseline_min_component_slices
     min_slices = {"baseline": base_slices} if base_slices is not None else None
     results = run(models, cases, matrix, args.threads, cap, min_slices)
     summaries = {name: summarize(rows) for name, rows in results.items()}
-    print(f"bench_mimics: {len(cases)} held-out scans (seed {HELD_OUT_SEED}), matrix {matrix}")
+    which = "held-out" if args.seed == HELD_OUT_SEED else "tuning"
+    print(f"bench_mimics: {len(cases)} {which} scans (seed {args.seed}), matrix {matrix}")
     for name, path in models.items():
         extra = ""
         if name == "baseline" and base_slices is not None:
@@ -318,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {
             "held_out_seed": HELD_OUT_SEED,
+            "seed": args.seed,
             "matrix": matrix,
             "models": {k: str(v) for k, v in models.items()},
             "baseline_min_component_slices": base_slices,

@@ -63,6 +63,19 @@ def test_bench_mimics_tiny(tmp_path: Path):
     assert [r["kind"] for r in doc["scans"]["model"]] == ["none", "intraparenchymal"]
 
 
+@pytest.mark.slow
+def test_bench_mimics_on_tuning_seeds_says_so(tmp_path: Path, capsys):
+    """--seed 900000 (the tuning seed): other scans, and the output does not call them held out."""
+    bm = _module()
+    out = tmp_path / "tuning.json"
+    assert bm.main(["--tiny", "--seed", "900000", "--json", str(out)]) == 0
+    assert "tuning scans (seed 900000)" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["seed"] == 900_000
+    held = {c.seed for c in bm.plan(1, 1, (12.0,))[:2]}
+    assert not held & {c.seed for c in bm.plan(1, 1, (12.0,), 900_000)[:2]}
+
+
 TUNE = BENCH.parent / "tune_components.py"
 
 
