@@ -3,6 +3,7 @@
     python benchmarks/bench_mimics.py                                  # bundled model only
     python benchmarks/bench_mimics.py --baseline old/default.onnx      # old model vs bundled
     python benchmarks/bench_mimics.py --tiny                           # CI smoke: 2 small slabs
+    python benchmarks/bench_mimics.py --seed 900000 --model new.onnx   # tuning scans, not held out
 
 The test set is made here, in memory, from seeds that nothing else uses: scan ``i`` has the seed
 ``SeedSequence([HELD_OUT_SEED, i])`` (``HELD_OUT_SEED`` below). The bundled model is trained on
