@@ -41,6 +41,8 @@ class Recipe:
     """Everything that decides the bundled model (besides the code)."""
 
     train_seed: int = 0  # ugss-train --seed and --synth-seed
+    # 150 scans were tried once (2026-12-04) and judged on the tuning seeds, fixed in advance:
+    # R² 0.982 -> 0.973, SAH Dice 0.703 -> 0.670, so 100 stay
     synth_scans: int = 100
     synth_matrix: int = 256
     epochs: int = 44
