@@ -333,14 +333,14 @@ def _main_component(enclosed: np.ndarray, soft: np.ndarray, near_air: np.ndarray
     shallow = np.bincount(labels[near_air], minlength=count + 1) > 0
     deep = np.where(shallow, 0, sizes)
     pool = deep if deep.any() else sizes
-    best: np.ndarray | None = None
+    best, best_size = np.zeros(count + 1, dtype=bool), -1
     for seed in _seeds(pool):
-        if best is not None and best[seed]:
+        if best[seed]:
             continue  # joining is monotone: grown from inside the best, never larger
         joined = _grow_through_slices(labels, sizes, int(seed))
-        if best is None or sizes[joined].sum() > sizes[best].sum():
-            best = joined
-    assert best is not None  # pool has a region of nonzero size
+        size = int(sizes[joined].sum())
+        if size > best_size:
+            best, best_size = joined, size
     return dilate_cross(best[labels]) & enclosed
 
 
