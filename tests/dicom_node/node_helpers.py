@@ -28,7 +28,7 @@ from pynetdicom.sop_class import Verification
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 import onnx_models as om
 
-from ugss.dicom_node.scp import SERVE_POLL_S
+from ugss.dicom_node.scp import serve_in_thread
 from ugss.runtime.dicom_series import write_dicom_series
 
 ORTHANC = shutil.which("Orthanc") or next(
@@ -90,10 +90,7 @@ class CollectingSCP:
         self._server = ae.make_server(
             ("127.0.0.1", port), evt_handlers=[(evt.EVT_C_STORE, on_store)]
         )
-        ae._servers.append(self._server)  # as AE.start_server does
-        threading.Thread(
-            target=self._server.serve_forever, args=(SERVE_POLL_S,), daemon=True
-        ).start()
+        serve_in_thread(ae, self._server, "fake-pacs")
         return int(self._server.server_address[1])
 
     def stop(self) -> None:

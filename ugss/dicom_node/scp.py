@@ -571,12 +571,17 @@ def start_scp(
         raise ConfigError(f"cannot listen on {config.bind}:{config.port}: {exc.strerror}") from None
     server.per_peer = config.max_associations_per_peer
     server.stats = stats
-    ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it
-    thread = threading.Thread(
-        target=server.serve_forever, args=(SERVE_POLL_S,), name="ugss-node-scp", daemon=True
-    )
-    thread.start()
+    serve_in_thread(ae, server, "ugss-node-scp")
     return ae, server
+
+
+def serve_in_thread(ae: AE, server: ThreadedAssociationServer, name: str) -> None:
+    """Run ``server``'s accept loop in a daemon thread, polling every ``SERVE_POLL_S``; it is
+    registered with ``ae`` as ``AE.start_server`` does, so ``AE.shutdown()`` stops it."""
+    ae._servers.append(server)
+    thread = threading.Thread(target=server.serve_forever, args=(SERVE_POLL_S,), name=name)
+    thread.daemon = True
+    thread.start()
 
 
 __all__ = [
