@@ -83,7 +83,7 @@ def plan(
 
 
 def make(case: Case, matrix: int, max_slices: int | None = None):
-    """(volume, mask, true mL, cavity) of one held-out scan."""
+    """(volume, mask, true mL, cavity) of one scan of the plan."""
     from ugss.synth import scan as synth_scan
 
     opts = dict(matrix=matrix, hemorrhage=case.kind, thin=False, max_slices=max_slices)
@@ -326,7 +326,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"took {time.perf_counter() - t0:.0f} s")
     if args.json:
         doc = {
-            "held_out_seed": HELD_OUT_SEED,
             "seed": args.seed,
             "matrix": matrix,
             "models": {k: str(v) for k, v in models.items()},

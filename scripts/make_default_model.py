@@ -227,7 +227,7 @@ def write_card(run: Path, bench: dict) -> str:
         test_dice=f"{summary.get('test_dice', float('nan')):.3f}",
         interval=_interval_line(meta),
         sha=meta.get("ugss.checkpoint_sha256"),
-        bench_seed=bench["held_out_seed"],
+        bench_seed=bench["seed"],
         bench_matrix=bench["matrix"],
         bench_scans=bench["summaries"]["model"]["n_scans"],
         bench_free=RECIPE.bench_free,

@@ -59,7 +59,7 @@ def test_bench_mimics_tiny(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert "hemorrhage-free: median FP mL" in proc.stdout
     doc = json.loads(out.read_text())
-    assert doc["held_out_seed"] == 7_700_113
+    assert doc["seed"] == 7_700_113
     assert [r["kind"] for r in doc["scans"]["model"]] == ["none", "intraparenchymal"]
 
 
@@ -72,8 +72,11 @@ def test_bench_mimics_on_tuning_seeds_says_so(tmp_path: Path, capsys):
     assert "tuning scans (seed 900000)" in capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert doc["seed"] == 900_000
-    held = {c.seed for c in bm.plan(1, 1, (12.0,))[:2]}
-    assert not held & {c.seed for c in bm.plan(1, 1, (12.0,), 900_000)[:2]}
+    tuning = bm.plan(1, 1, (12.0,), 900_000)[:2]  # the scans --tiny reads, from that seed
+    assert not {c.seed for c in tuning} & {c.seed for c in bm.plan(1, 1, (12.0,))[:2]}
+    read = [r["true_ml"] for r in doc["scans"]["model"]]
+    assert read == [bm.make(c, 96, 12)[2] for c in tuning]  # those scans, not the held-out ones
+    assert read[1] != bm.make(bm.plan(1, 1, (12.0,))[1], 96, 12)[2]
 
 
 TUNE = BENCH.parent / "tune_components.py"
