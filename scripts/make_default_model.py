@@ -54,10 +54,10 @@ class Recipe:
     # anatomy (2026-12-04, judged on the tuning seeds by a rule fixed in advance): SAH Dice
     # 0.703 -> 0.726 but R² 0.982 -> 0.980 and worst > 30 mL error 5.4 -> 9.6 %, so 0.35 stays
     positive_fraction: float = 0.35
-    # share of sharp-kernel training scans (None: the natural ~18 %). Tried once at 0.35, because
-    # sharp-kernel scans held the worst misses: held out, SAH Dice fell 0.526 → 0.448, the
-    # worst > 30 mL error rose 18.7 → 20.3 % and R² 0.950 → 0.946, so the natural share stays
-    sharp_fraction: float | None = None
+    # sharp-kernel training scans: the natural share (~18 %). 0.35 (ugss-train
+    # --synth-sharp-fraction) was tried once because sharp-kernel scans held the worst misses:
+    # held out, SAH Dice fell 0.526 → 0.448, the worst > 30 mL error rose 18.7 → 20.3 % and R²
+    # 0.950 → 0.946
     calibration_seed: int = 1  # ugss-synth cohort for the interval calibration
     calibration_scans: int = 40
     mc_samples: int = 8
@@ -76,12 +76,7 @@ class Recipe:
             "--epochs", str(self.epochs), "--steps-per-epoch", str(self.steps_per_epoch),
             "--patience", str(self.patience),
             "--positive-fraction", str(self.positive_fraction),
-            *self.sharp_args(),
         ]  # fmt: skip
-
-    def sharp_args(self) -> list[str]:
-        sharp = self.sharp_fraction
-        return [] if sharp is None else ["--synth-sharp-fraction", str(sharp)]
 
 
 RECIPE = Recipe()
@@ -109,7 +104,6 @@ treatment decisions.
 | training data | {n_scans} synthetic scans (seed {train_seed}, matrix {matrix}), split by patient |
 | training | ≤ {epochs} epochs × {steps} steps, patience {patience}; best epoch {best_epoch} |
 | labeled crops from hemorrhage slices | {positive_fraction} |
-| sharp-kernel training scans | {sharp_fraction} |
 | validation Dice (best epoch) | {val_dice} |
 | test Dice (its own held-out split) | {test_dice} |
 | volume interval | {interval} |
@@ -219,9 +213,6 @@ def write_card(run: Path, bench: dict) -> str:
         steps=RECIPE.steps_per_epoch,
         patience=RECIPE.patience,
         positive_fraction=RECIPE.positive_fraction,
-        sharp_fraction="drawn per scan (~0.18)"
-        if RECIPE.sharp_fraction is None
-        else RECIPE.sharp_fraction,
         best_epoch=summary.get("best_epoch", "?"),
         val_dice=f"{summary.get('best_val_dice', float('nan')):.3f}",
         test_dice=f"{summary.get('test_dice', float('nan')):.3f}",
