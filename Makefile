@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m ugss.demo --out $(DEMO_OUT)
 
 # Two pytest-xdist workers on the 2 CI cores; an idle one takes tests from the other's queue
-# (worksteal: 155 s here, 157-167 s with a file per worker, 281 s on one worker).
+# (worksteal: 152-155 s of tests on 2 cores, 157-167 s with a file per worker, 281 s on one).
 # tests/conftest.py gives each worker its share of the cores' OpenMP threads.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal

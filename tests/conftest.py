@@ -10,8 +10,8 @@ import pytest
 from ugss.runtime.volume import Volume
 
 # Under pytest-xdist (``make test``: two workers) each worker gets its share of the cores for
-# OpenMP (torch) threads: two workers that each spin two threads on two cores made the suite
-# 11 % slower (174.6 s against 156.9 s). Set before any test module imports torch.
+# OpenMP (torch) threads: with two threads per worker on two cores the suite took 174.6 s, with
+# one 156.9 s (a file per worker, 2026-12-04). Set before any test module imports torch.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
