@@ -69,6 +69,13 @@ class Recipe:
     bench_free: int = 40
     bench_per_cell: int = 4
 
+    def __post_init__(self) -> None:
+        if self.calibration_seed == self.train_seed:  # same seed: the same heads (checked)
+            raise ValueError(
+                "calibration_seed must differ from train_seed: calibrating on "
+                "the training heads makes the interval too narrow"
+            )
+
     def train_args(self, run: Path) -> list[str]:
         """``ugss-train`` options; the cohort is generated afresh inside the run folder (a cached
         cohort could come from older ``ugss.synth`` code)."""
